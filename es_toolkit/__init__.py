@@ -1,0 +1,18 @@
+"""es_toolkit: evolution strategies in JAX.
+
+Smooth any function, differentiable or not, into f_sigma(x) = E_z f(x + sigma z), with
+values and derivatives of any order estimated from function values only.
+"""
+
+from es_toolkit import noise
+from es_toolkit.noise import Gumbel, Normal
+from es_toolkit.perturb import make_perturbed_fun, make_perturbed_value_and_grad
+
+__all__ = [
+    "Gumbel",
+    "Normal",
+    "make_perturbed_fun",
+    "make_perturbed_value_and_grad",
+    "noise",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,214 @@
+"""How a population of perturbations is drawn and swept, in bounded memory.
+
+Every estimator in es_toolkit sees the population through this module. The rules:
+
+* **Member keys.** Direction ``j`` draws its noise from ``jax.random.fold_in(key, j)``,
+  which equals ``jax.random.split(key, n)[j]`` (what optax uses), so any slice of the
+  population can be regenerated on demand, on any device, without storing or sending it.
+* **Antithetic pairs.** With ``antithetic=True`` direction ``j`` gives the two members
+  ``2j`` (``+z_j``) and ``2j + 1`` (``-z_j``), adjacent so that a chunk holds whole pairs.
+* **Orthogonal directions** (Choromanski et al., 2018). Within each block of
+  ``min(d, num_directions)`` consecutive directions, the Gaussian draws are made exactly
+  orthogonal while keeping their lengths, so each one is still marginally ``N(0, I)``.
+* **Chunks.** ``sweep`` visits the directions ``chunk`` at a time inside a ``lax.scan`` whose
+  body is rematerialized under differentiation, so neither the noise nor ``fun``'s
+  intermediates are ever held for the whole population.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax.tree
+
+from es_toolkit import noise as noise_lib
+from es_toolkit._validate import check_int, check_optional_int
+from es_toolkit.types import Noise, PRNGKey, PyTree
+
+
+class Sampling(NamedTuple):
+    """Static description of a population of perturbations (hashable, no arrays)."""
+
+    population_size: int
+    noise: Noise
+    antithetic: bool = False
+    orthogonal: bool = False
+    chunk_size: int | None = None
+
+
+def make_sampling(
+    population_size: int,
+    noise: Noise,
+    *,
+    antithetic: bool = False,
+    orthogonal: bool = False,
+    chunk_size: int | None = None,
+    size_name: str = "population_size",
+) -> Sampling:
+    """Validates the options and returns a ``Sampling``.
+
+    ``size_name`` is the name the caller's user knows the population size by
+    (``num_samples`` for ``make_perturbed_fun``), so errors speak their language.
+    """
+    population_size = check_int(size_name, population_size, minimum=1)
+    chunk_size = check_optional_int("chunk_size", chunk_size, minimum=1)
+    noise_lib.check_noise(noise)
+    for name, flag in (("antithetic", antithetic), ("orthogonal", orthogonal)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {flag!r}.")
+    if antithetic:
+        if not noise_lib.is_symmetric(noise):
+            raise ValueError(
+                f"antithetic=True needs a symmetric noise (z and -z equally likely), "
+                f"such as Normal(); {noise!r} is not symmetric."
+            )
+        if population_size % 2:
+            raise ValueError(
+                f"antithetic=True draws mirrored pairs, so {size_name} must be even, "
+                f"got {population_size}."
+            )
+        if chunk_size is not None and chunk_size % 2:
+            raise ValueError(
+                f"antithetic=True keeps mirrored pairs in one chunk, so chunk_size must be "
+                f"even, got {chunk_size}."
+            )
+    if orthogonal and not noise_lib.is_gaussian(noise):
+        raise ValueError(
+            f"orthogonal=True needs Gaussian noise (Normal()), got {noise!r}: only for "
+            "isotropic noise do orthogonalized draws keep the law of each member."
+        )
+    return Sampling(population_size, noise, antithetic, orthogonal, chunk_size)
+
+
+def members_per_direction(sampling: Sampling) -> int:
+    return 2 if sampling.antithetic else 1
+
+
+def num_directions(sampling: Sampling) -> int:
+    return sampling.population_size // members_per_direction(sampling)
+
+
+def flat_size(tree: PyTree) -> int:
+    """Total number of scalars in a pytree of arrays."""
+    return sum(leaf.size for leaf in jax.tree.leaves(tree))
+
+
+def orthogonal_block(sampling: Sampling, like: PyTree) -> int:
+    """Number of consecutive directions made mutually orthogonal (1 when disabled)."""
+    if not sampling.orthogonal:
+        return 1
+    return min(flat_size(like), num_directions(sampling))
+
+
+def chunk_directions(sampling: Sampling, like: PyTree) -> int:
+    """Directions per chunk; the whole population when chunking is off."""
+    total = num_directions(sampling)
+    if sampling.chunk_size is None:
+        return total
+    chunk = min(sampling.chunk_size // members_per_direction(sampling), total)
+    block = orthogonal_block(sampling, like)
+    if chunk < total and chunk % block:
+        raise ValueError(
+            f"orthogonal=True orthogonalizes blocks of {block} directions, so chunk_size "
+            f"must hold whole blocks: a multiple of {block * members_per_direction(sampling)}, "
+            f"got {sampling.chunk_size}."
+        )
+    return chunk
+
+
+def sample_directions(
+    sampling: Sampling, key: PRNGKey, start: Any, count: int, like: PyTree
+) -> PyTree:
+    """Noise of directions ``start, ..., start + count - 1``, leading axis ``count``.
+
+    ``start`` may be traced; it must be a multiple of the orthogonal block size.
+    """
+    indices = start + jnp.arange(count)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
+    draws = jax.vmap(lambda k: optax.tree.random_like(k, like, sampler=sampling.noise.sample))(keys)
+    if sampling.orthogonal:
+        draws = _orthogonalize_tree(draws, orthogonal_block(sampling, like))
+    return draws
+
+
+def to_members(sampling: Sampling, directions: PyTree) -> PyTree:
+    """Member noise from direction noise: ``(+z_0, -z_0, +z_1, ...)`` when antithetic."""
+    if not sampling.antithetic:
+        return directions
+
+    def mirror(z):
+        return jnp.stack([z, -z], axis=1).reshape((2 * z.shape[0], *z.shape[1:]))
+
+    return jax.tree.map(mirror, directions)
+
+
+def sample_members(
+    sampling: Sampling, key: PRNGKey, start: Any, count: int, like: PyTree
+) -> PyTree:
+    """Noise of the members of directions ``start .. start + count - 1``."""
+    return to_members(sampling, sample_directions(sampling, key, start, count, like))
+
+
+def sweep(
+    sampling: Sampling,
+    like: PyTree,
+    chunk_sum: Callable[[Any, int], PyTree],
+    *,
+    policy: Callable[..., bool] | None = None,
+) -> PyTree:
+    """Returns the sum of ``chunk_sum(start, count)`` over chunks of directions.
+
+    ``chunk_sum(start, count)`` must return a pytree summed over the members of directions
+    ``start .. start + count - 1``. Full chunks run in a ``lax.scan`` whose body is
+    rematerialized under differentiation (``policy`` may keep cheap residuals such as
+    ``fun``'s outputs), so memory is O(chunk * d) for values and derivatives alike.
+    """
+    total = num_directions(sampling)
+    chunk = chunk_directions(sampling, like)
+    if chunk >= total:
+        return chunk_sum(0, total)
+    num_full, rest = divmod(total, chunk)
+    body = jax.checkpoint(lambda start: chunk_sum(start, chunk), policy=policy, prevent_cse=False)
+
+    def step(acc, index):
+        return optax.tree.add(acc, body(index * chunk)), None
+
+    init = optax.tree.zeros_like(jax.eval_shape(lambda start: chunk_sum(start, chunk), 0))
+    acc, _ = jax.lax.scan(step, init, jnp.arange(num_full))
+    if rest:
+        acc = optax.tree.add(acc, chunk_sum(num_full * chunk, rest))
+    return acc
+
+
+def _orthogonalize_tree(draws: PyTree, block: int) -> PyTree:
+    leaves, treedef = jax.tree.flatten(draws)
+    count = leaves[0].shape[0]
+    flat = jnp.concatenate([leaf.reshape(count, -1) for leaf in leaves], axis=1)
+    num_full, rest = divmod(count, block)
+    parts = []
+    if num_full:
+        full = flat[: num_full * block].reshape(num_full, block, -1)
+        parts.append(_orthogonalize_blocks(full).reshape(num_full * block, -1))
+    if rest:
+        parts.append(_orthogonalize_blocks(flat[num_full * block :][None])[0])
+    flat = jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+    out, offset = [], 0
+    for leaf in leaves:
+        size = leaf[0].size
+        out.append(flat[:, offset : offset + size].reshape(leaf.shape).astype(leaf.dtype))
+        offset += size
+    return jax.tree.unflatten(treedef, out)
+
+
+def _orthogonalize_blocks(gaussian: jax.Array) -> jax.Array:
+    """Rows of each ``(m, D)`` block made orthogonal, keeping each row's length.
+
+    Gram-Schmidt (QR with a positive diagonal) of i.i.d. Gaussian rows gives a Haar
+    orthonormal frame independent of the row lengths, which stay chi-distributed: each
+    output row is therefore still exactly ``N(0, I)`` (Choromanski et al., 2018).
+    """
+    q, r = jnp.linalg.qr(jnp.swapaxes(gaussian, -1, -2))
+    signs = jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))
+    frame = jnp.swapaxes(q, -1, -2) * signs[..., None]
+    return frame * jnp.linalg.norm(gaussian, axis=-1, keepdims=True)
