@@ -76,7 +76,8 @@ def make_perturbed_fun(
         orthogonal: make the Gaussian directions exactly orthogonal within blocks of
             :math:`\min(d, \text{num\_directions})`, keeping each marginally Gaussian
             (Choromanski et al., 2018); needs ``Normal`` noise. Costs a QR per block, so
-            use it for :math:`d` up to about :math:`10^4`.
+            use it for :math:`d` up to about :math:`10^4`. Chunks then hold whole blocks:
+            ``chunk_size`` is rounded down to a multiple of the block (at least one).
         chunk_size: evaluate this many samples at a time, regenerating each one's noise from
             its key, so that memory is O(chunk_size * d) instead of O(num_samples * d),
             also under ``jax.grad`` and ``jax.hessian``. ``None`` evaluates all at once.
@@ -181,8 +182,8 @@ def make_perturbed_value_and_grad(
         ... )
         >>> value, grad = fn(jax.random.key(0), jnp.array([1.0, -2.0]))
         >>> with jnp.printoptions(precision=1):
-        ...     print(grad)
-        [ 2.1 -4. ]
+        ...     print(grad)  # the exact gradient of the smoothed sphere is 2x = [2, -4]
+        [ 1.8 -4.2]
     """
     sampling = _make_sampling(num_samples, sigma, noise, antithetic, orthogonal, chunk_size)
 

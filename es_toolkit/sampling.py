@@ -102,19 +102,17 @@ def orthogonal_block(sampling: Sampling, like: PyTree) -> int:
 
 
 def chunk_directions(sampling: Sampling, like: PyTree) -> int:
-    """Directions per chunk; the whole population when chunking is off."""
+    """Directions per chunk; the whole population when chunking is off.
+
+    With orthogonal directions a chunk holds whole blocks: the requested size is rounded
+    down to a multiple of the block, and to at least one block.
+    """
     total = num_directions(sampling)
     if sampling.chunk_size is None:
         return total
-    chunk = min(sampling.chunk_size // members_per_direction(sampling), total)
+    chunk = sampling.chunk_size // members_per_direction(sampling)
     block = orthogonal_block(sampling, like)
-    if chunk < total and chunk % block:
-        raise ValueError(
-            f"orthogonal=True orthogonalizes blocks of {block} directions, so chunk_size "
-            f"must hold whole blocks: a multiple of {block * members_per_direction(sampling)}, "
-            f"got {sampling.chunk_size}."
-        )
-    return chunk
+    return min(max(block, chunk - chunk % block), total)
 
 
 def sample_directions(
