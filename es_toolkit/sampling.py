@@ -210,3 +210,28 @@ def _orthogonalize_blocks(gaussian: jax.Array) -> jax.Array:
     signs = jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))
     frame = jnp.swapaxes(q, -1, -2) * signs[..., None]
     return frame * jnp.linalg.norm(gaussian, axis=-1, keepdims=True)
+
+
+def weighted_sum(
+    sampling: Sampling, key: PRNGKey, like: PyTree, weights: jax.Array, *, squared: bool = False
+) -> PyTree:
+    """Sum over members of ``weights[i] * z_i`` (or ``weights[i] * (z_i**2 - 1)``), chunked.
+
+    This is the update step shared by the ES strategies: it regenerates every member's
+    noise from its key, so the population is never stored. With antithetic pairs the two
+    members of a direction are folded first (``z`` is odd, ``z**2 - 1`` even in ``z``),
+    which halves the work.
+    """
+    if sampling.antithetic:
+        plus, minus = weights[0::2], weights[1::2]
+        weights = plus + minus if squared else plus - minus
+    size = weights.shape[0] // num_directions(sampling)
+
+    def chunk_sum(start, count):
+        z = sample_directions(sampling, key, start, count, like)
+        w = jax.lax.dynamic_slice_in_dim(weights, start * size, count * size)
+        if squared:
+            z = jax.tree.map(lambda leaf: leaf**2 - 1, z)
+        return jax.tree.map(lambda leaf: jnp.tensordot(w, leaf, axes=1), z)
+
+    return sweep(sampling, like, chunk_sum)

@@ -1,0 +1,127 @@
+"""The strategy contract and the pieces every strategy shares.
+
+An ``EvolutionStrategy`` is a NamedTuple of pure functions, optax style: hyperparameters
+are captured when it is built, states are NamedTuples of arrays holding no key, and fitness
+is higher-is-better.
+
+* ``init(params) -> state``
+* ``ask(key, state, start=0, count=None) -> members``: members ``start .. start+count-1``
+  (all by default) as a pytree shaped like ``params`` with a leading population axis.
+  Asking for a slice lets callers evaluate a huge population chunk by chunk.
+* ``tell(key, state, fitness) -> (state, metrics)``: ``key`` is the one given to ``ask``;
+  the noise is regenerated from it, so the population is never passed back or stored.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+import optax.tree
+
+from es_toolkit import sampling as sampling_lib
+from es_toolkit._validate import check_float_tree, check_positive_scalar
+from es_toolkit.noise import Normal
+from es_toolkit.types import PRNGKey, PyTree
+
+
+class EvolutionStrategy(NamedTuple):
+    """A strategy: ``init``, ``ask``, ``tell`` and its population size."""
+
+    init: Callable[[PyTree], Any]
+    ask: Callable[..., PyTree]
+    tell: Callable[[PRNGKey, Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
+    population_size: int
+
+
+Schedule = float | Callable[[jax.Array], jax.Array]
+
+
+def perturbation_sampling(
+    population_size: int, antithetic: bool, chunk_size: int | None
+) -> sampling_lib.Sampling:
+    """Gaussian perturbations of a strategy's population, with the shared checks."""
+    return sampling_lib.make_sampling(
+        population_size, Normal(), antithetic=antithetic, chunk_size=chunk_size
+    )
+
+
+def check_schedule(name: str, value: Schedule) -> Callable[[jax.Array], jax.Array]:
+    """A constant (checked positive) or an optax-style schedule of the generation count."""
+    if callable(value):
+        return value
+    check_positive_scalar(name, value)
+    return optax.constant_schedule(value)
+
+
+def check_params(params: PyTree) -> PyTree:
+    return check_float_tree("params", params)
+
+
+def ask_members(
+    sampling: sampling_lib.Sampling,
+    key: PRNGKey,
+    mean: PyTree,
+    scale: Any,
+    start: Any = 0,
+    count: int | None = None,
+) -> PyTree:
+    """Members ``mean + scale * z_i`` for ``i`` in ``start .. start + count - 1``.
+
+    ``scale`` is a scalar or a pytree shaped like ``mean`` (per-parameter sigma).
+    """
+    per = sampling_lib.members_per_direction(sampling)
+    count = sampling.population_size if count is None else count
+    if isinstance(start, int) and (start < 0 or start + count > sampling.population_size):
+        raise ValueError(
+            f"members {start}..{start + count - 1} are outside the population of "
+            f"{sampling.population_size}."
+        )
+    if count % per or (isinstance(start, int) and start % per):
+        raise ValueError(
+            f"with antithetic pairs, start and count must be even (whole pairs), got "
+            f"start={start}, count={count}."
+        )
+    z = sampling_lib.sample_members(sampling, key, start // per, count // per, mean)
+    if jax.tree.structure(scale) != jax.tree.structure(mean):
+        scale = jax.tree.map(lambda _: scale, mean)
+    return jax.tree.map(lambda m, s, zi: m + s * zi, mean, scale, z)
+
+
+def check_fitness(fitness: jax.Array, population_size: int) -> jax.Array:
+    fitness = jnp.asarray(fitness)
+    if fitness.shape != (population_size,):
+        raise ValueError(
+            f"fitness must have shape ({population_size},) (one value per member), "
+            f"got {fitness.shape}."
+        )
+    if not jnp.issubdtype(fitness.dtype, jnp.floating):
+        fitness = fitness.astype(jnp.float32)
+    return fitness
+
+
+def fitness_metrics(fitness: jax.Array) -> dict[str, jax.Array]:
+    """Statistics of the finite fitness values and the count of non-finite ones."""
+    finite = jnp.isfinite(fitness)
+    count = jnp.maximum(jnp.sum(finite), 1)
+    mean = jnp.sum(jnp.where(finite, fitness, 0.0)) / count
+    var = jnp.sum(jnp.where(finite, (fitness - mean) ** 2, 0.0)) / count
+    return {
+        "fitness_mean": mean,
+        "fitness_max": jnp.max(jnp.where(finite, fitness, -jnp.inf)),
+        "fitness_min": jnp.min(jnp.where(finite, fitness, jnp.inf)),
+        "fitness_std": jnp.sqrt(var),
+        "num_non_finite": jnp.sum(~finite),
+    }
+
+
+def ascent_step(
+    optimizer: optax.GradientTransformation,
+    opt_state: Any,
+    mean: PyTree,
+    grad: PyTree,
+) -> tuple[PyTree, Any]:
+    """One optimizer step that increases fitness (optax minimizes, so negate)."""
+    updates, opt_state = optimizer.update(optax.tree.scale(-1.0, grad), opt_state, mean)
+    return optax.apply_updates(mean, updates), opt_state
