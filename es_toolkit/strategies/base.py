@@ -125,3 +125,31 @@ def ascent_step(
     """One optimizer step that increases fitness (optax minimizes, so negate)."""
     updates, opt_state = optimizer.update(optax.tree.scale(-1.0, grad), opt_state, mean)
     return optax.apply_updates(mean, updates), opt_state
+
+
+def evaluate(
+    strategy: EvolutionStrategy,
+    key: PRNGKey,
+    state: Any,
+    fitness_fn: Callable[[PyTree], jax.Array],
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Fitness of every member, ``chunk_size`` members at a time (all at once by default).
+
+    Members are regenerated from ``key`` chunk by chunk with ``strategy.ask``, so memory is
+    O(chunk_size * d) whatever the population size. ``chunk_size`` must be even for
+    strategies with antithetic pairs.
+    """
+    n = strategy.population_size
+    if chunk_size is None or chunk_size >= n:
+        return jax.vmap(fitness_fn)(strategy.ask(key, state))
+    num_full, rest = divmod(n, chunk_size)
+
+    def chunk(index):
+        return jax.vmap(fitness_fn)(strategy.ask(key, state, index * chunk_size, chunk_size))
+
+    fitness = jax.lax.map(chunk, jnp.arange(num_full)).reshape(-1)
+    if rest:
+        tail = jax.vmap(fitness_fn)(strategy.ask(key, state, num_full * chunk_size, rest))
+        fitness = jnp.concatenate([fitness, tail])
+    return fitness

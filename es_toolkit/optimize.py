@@ -1,0 +1,224 @@
+"""Black-box optimization loops: ``maximize`` and ``minimize`` with any strategy.
+
+The sign lives in the function name. Inside, every strategy maximizes fitness; ``minimize``
+hands it ``-f`` and reports values of ``f``. Generations run jitted, ``block_size`` at a
+time in a ``lax.scan``; between blocks the loop reports progress, calls the callback and
+checks for early stopping.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from es_toolkit._validate import check_float_tree, check_int, check_optional_int
+from es_toolkit.progress import Progress
+from es_toolkit.strategies import base
+from es_toolkit.strategies.open_es import open_es
+from es_toolkit.types import PRNGKey, PyTree
+
+
+class OptimizeResult(NamedTuple):
+    best_params: PyTree  # the best point evaluated (a member or a mean)
+    best_value: float  # f(best_params), in the caller's sign
+    state: Any  # the strategy's final state
+    metrics: dict[str, np.ndarray]  # per generation, each of length num_generations
+    num_generations: int  # generations run (fewer than asked when stopped early)
+    reached_target: bool
+
+
+class _Carry(NamedTuple):
+    state: Any
+    best_params: PyTree
+    best_fitness: jax.Array
+    generation: jax.Array
+    done: jax.Array
+
+
+def maximize(f: Callable[[PyTree], jax.Array], x0: PyTree, **options: Any) -> OptimizeResult:
+    """Maximizes ``f`` from ``x0`` with an evolution strategy. See :func:`minimize`."""
+    return _optimize(f, x0, sign=1.0, **options)
+
+
+def minimize(
+    f: Callable[[PyTree], jax.Array],
+    x0: PyTree,
+    *,
+    strategy: base.EvolutionStrategy | None = None,
+    num_generations: int = 1000,
+    key: PRNGKey | None = None,
+    chunk_size: int | None = None,
+    target: float | None = None,
+    callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    block_size: int = 50,
+    progress: bool = True,
+) -> OptimizeResult:
+    """Minimizes ``f`` from ``x0`` with an evolution strategy.
+
+    Args:
+        f: a JAX-traceable function from a pytree of float arrays to a scalar; it need not
+            be differentiable or even continuous.
+        x0: the starting point (the strategy's initial mean).
+        strategy: an :class:`~es_toolkit.strategies.EvolutionStrategy`;
+            ``open_es(64, sigma=0.1)`` by default.
+        num_generations: the most generations to run.
+        key: the run's key; generation ``g`` uses ``jax.random.fold_in(key, g)``.
+            ``jax.random.key(0)`` by default.
+        chunk_size: evaluate this many members at a time (memory O(chunk_size * d)).
+        target: stop once the best value is at most ``target`` (at least, for
+            ``maximize``).
+        callback: called after every block with a dict (``generation``, ``metrics`` of the
+            block as NumPy arrays, ``best_value``, ``state``); returning ``True`` stops.
+        block_size: generations per jitted block (progress and callbacks in between).
+        progress: print a progress line to standard error after every block.
+
+    Returns:
+        An :class:`OptimizeResult`. ``metrics`` holds the strategy's metrics (fitness is
+        ``-f`` for ``minimize``) plus ``best_value`` and ``mean_value`` (``f`` at the
+        strategy's mean) in the sign of ``f``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from es_toolkit import minimize
+        >>> result = minimize(lambda x: jnp.sum(jnp.abs(x)), jnp.ones(5), progress=False)
+        >>> bool(result.best_value < 0.05)
+        True
+    """
+    return _optimize(
+        f,
+        x0,
+        sign=-1.0,
+        strategy=strategy,
+        num_generations=num_generations,
+        key=key,
+        chunk_size=chunk_size,
+        target=target,
+        callback=callback,
+        block_size=block_size,
+        progress=progress,
+    )
+
+
+def _optimize(
+    f,
+    x0,
+    *,
+    sign,
+    strategy=None,
+    num_generations=1000,
+    key=None,
+    chunk_size=None,
+    target=None,
+    callback=None,
+    block_size=50,
+    progress=True,
+) -> OptimizeResult:
+    x0 = check_float_tree("x0", x0)
+    num_generations = check_int("num_generations", num_generations, minimum=1)
+    block_size = min(check_int("block_size", block_size, minimum=1), num_generations)
+    chunk_size = check_optional_int("chunk_size", chunk_size, minimum=1)
+    strategy = open_es(64, sigma=0.1) if strategy is None else strategy
+    if not isinstance(strategy, base.EvolutionStrategy):
+        raise TypeError(f"strategy must be an EvolutionStrategy, got {type(strategy).__name__}.")
+    key = jax.random.key(0) if key is None else key
+    target_fitness = jnp.inf if target is None else sign * float(target)
+
+    def fitness_fn(params):
+        return sign * f(params)
+
+    def generation(carry: _Carry) -> tuple[_Carry, dict[str, jax.Array]]:
+        gen_key = jax.random.fold_in(key, carry.generation)
+        fitness = base.evaluate(strategy, gen_key, carry.state, fitness_fn, chunk_size)
+        mean_fitness = fitness_fn(carry.state.mean)
+        best_params, best_fitness = _best_so_far(strategy, gen_key, carry, fitness, mean_fitness)
+        state, metrics = strategy.tell(gen_key, carry.state, fitness)
+        metrics = {
+            **metrics,
+            "best_value": sign * best_fitness,
+            "mean_value": sign * mean_fitness,
+        }
+        done = (best_fitness >= target_fitness) | (carry.generation + 1 >= num_generations)
+        return _Carry(state, best_params, best_fitness, carry.generation + 1, done), metrics
+
+    def step(carry: _Carry, _):
+        skipped = jax.eval_shape(generation, carry)[1]
+        return jax.lax.cond(
+            carry.done,
+            lambda c: (c, jax.tree.map(_placeholder, skipped)),
+            generation,
+            carry,
+        )
+
+    run_block = jax.jit(lambda carry: jax.lax.scan(step, carry, length=block_size))
+    initial = strategy.init(x0)
+    carry = _Carry(
+        initial,
+        x0,
+        jnp.asarray(fitness_fn(x0), jnp.float32),
+        jnp.zeros((), jnp.int32),
+        jnp.zeros((), bool),
+    )
+    blocks: list[dict[str, np.ndarray]] = []
+    bar = Progress(num_generations, "generation", enabled=progress)
+    while True:
+        start = int(carry.generation)
+        carry, block_metrics = run_block(carry)
+        done_now = int(carry.generation)
+        block = {
+            name: np.asarray(value)[: done_now - start] for name, value in block_metrics.items()
+        }
+        blocks.append(block)
+        best_value = float(sign * carry.best_fitness)
+        bar.update(done_now, best=best_value, mean=float(block["mean_value"][-1]))
+        stop = bool(carry.done)
+        if callback is not None and callback(
+            {
+                "generation": done_now,
+                "metrics": block,
+                "best_value": best_value,
+                "state": carry.state,
+            }
+        ):
+            stop = True
+        if stop:
+            break
+    bar.close()
+    metrics = {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
+    return OptimizeResult(
+        best_params=carry.best_params,
+        best_value=float(sign * carry.best_fitness),
+        state=carry.state,
+        metrics=metrics,
+        num_generations=int(carry.generation),
+        reached_target=bool(carry.best_fitness >= target_fitness),
+    )
+
+
+def _placeholder(shape: jax.ShapeDtypeStruct) -> jax.Array:
+    """A metric for a skipped generation (cut off before it reaches the caller)."""
+    fill = jnp.nan if jnp.issubdtype(shape.dtype, jnp.inexact) else 0
+    return jnp.full(shape.shape, fill, shape.dtype)
+
+
+def _best_so_far(strategy, gen_key, carry, fitness, mean_fitness):
+    """The best point seen so far: the previous best, this generation's best member, or
+    the mean. The best member is regenerated from its key (a pair, for antithetic
+    strategies), never stored with the population."""
+    n = strategy.population_size
+    index = jnp.argmax(jnp.where(jnp.isfinite(fitness), fitness, -jnp.inf))
+    start = jnp.minimum(index - index % 2, n - 2)
+    pair = strategy.ask(gen_key, carry.state, start, 2)
+    member = jax.tree.map(lambda leaf: leaf[index - start], pair)
+    member_fitness = jnp.where(jnp.isfinite(fitness[index]), fitness[index], -jnp.inf)
+    best_params, best_fitness = carry.best_params, carry.best_fitness
+    mean_fitness = jnp.where(jnp.isfinite(mean_fitness), mean_fitness, -jnp.inf)
+    for params, value in ((member, member_fitness), (carry.state.mean, mean_fitness)):
+        best_params = _where(value > best_fitness, params, best_params)
+        best_fitness = jnp.maximum(value, best_fitness)
+    return best_params, best_fitness
+
+
+def _where(condition: jax.Array, new: PyTree, old: PyTree) -> PyTree:
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)

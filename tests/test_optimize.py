@@ -1,0 +1,126 @@
+"""minimize / maximize: sign, early stop, callbacks, chunking, robustness, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from es_toolkit import maximize, minimize
+from es_toolkit.strategies import open_es
+
+
+def sphere(x):
+    return jnp.sum(x**2)
+
+
+def test_minimize_reaches_optimum_of_non_differentiable_function():
+    """sum |x| has a kink at the optimum; OpenES with Adam gets within 0.05 of 0."""
+    result = minimize(
+        lambda x: jnp.sum(jnp.abs(x)), jnp.ones(5), num_generations=300, progress=False
+    )
+    assert result.best_value < 0.05
+    assert float(jnp.sum(jnp.abs(result.best_params))) == pytest.approx(result.best_value, rel=1e-5)
+    assert result.num_generations == 300
+    assert all(len(v) == 300 for v in result.metrics.values())
+
+
+def test_maximize_is_minimize_of_the_negation():
+    """The sign lives in the name: same trajectory, opposite values."""
+    options = {"num_generations": 60, "progress": False, "key": jax.random.key(4)}
+    low = minimize(sphere, jnp.ones(4), **options)
+    high = maximize(lambda x: -sphere(x), jnp.ones(4), **options)
+    assert high.best_value == pytest.approx(-low.best_value)
+    np.testing.assert_allclose(high.best_params, low.best_params)
+    np.testing.assert_allclose(high.metrics["mean_value"], -low.metrics["mean_value"], rtol=1e-6)
+
+
+def test_target_stops_early_and_callback_sees_every_block():
+    calls = []
+    result = minimize(
+        sphere,
+        jnp.ones(10),
+        strategy=open_es(50, 0.05),
+        num_generations=5000,
+        target=1e-2,
+        block_size=40,
+        callback=calls.append,
+        progress=False,
+    )
+    assert result.reached_target
+    assert result.best_value <= 1e-2
+    assert result.num_generations < 5000
+    assert len(result.metrics["best_value"]) == result.num_generations
+    assert calls[-1]["generation"] == result.num_generations
+    assert sum(len(c["metrics"]["best_value"]) for c in calls) == result.num_generations
+    # best_value never increases
+    assert np.all(np.diff(result.metrics["best_value"]) <= 0)
+
+
+def test_callback_can_stop():
+    result = minimize(
+        sphere,
+        jnp.ones(3),
+        num_generations=1000,
+        block_size=10,
+        callback=lambda info: True,
+        progress=False,
+    )
+    assert result.num_generations == 10
+    assert not result.reached_target
+
+
+def test_chunked_evaluation_gives_the_same_run():
+    options = {"strategy": open_es(30, 0.1), "num_generations": 20, "progress": False}
+    whole = minimize(sphere, jnp.ones(6), **options)
+    chunked = minimize(sphere, jnp.ones(6), chunk_size=8, **options)
+    np.testing.assert_allclose(chunked.state.mean, whole.state.mean, rtol=1e-6)
+    assert chunked.best_value == pytest.approx(whole.best_value, rel=1e-6)
+
+
+def test_non_finite_values_are_ranked_worst_and_counted():
+    """f is NaN outside the unit box: those members are ranked worst, the run stays finite."""
+
+    def boxed(x):
+        return jnp.where(jnp.all(jnp.abs(x) < 1.0), sphere(x), jnp.nan)
+
+    result = minimize(
+        boxed, jnp.full(3, 0.9), strategy=open_es(20, 0.2), num_generations=50, progress=False
+    )
+    assert result.metrics["num_non_finite"].sum() > 0
+    assert np.isfinite(result.best_value)
+    assert bool(jnp.all(jnp.isfinite(result.state.mean)))
+    assert result.best_value < boxed(jnp.full(3, 0.9))
+
+
+def test_pytree_parameters():
+    def loss(p):
+        return sphere(p["w"] - 1.0) + sphere(p["b"])
+
+    result = minimize(
+        loss, {"w": jnp.zeros((2, 3)), "b": jnp.ones(2)}, num_generations=300, progress=False
+    )
+    assert result.best_value < 0.05
+    assert result.best_params["w"].shape == (2, 3)
+
+
+def test_progress_goes_to_stderr(capsys):
+    minimize(sphere, jnp.ones(2), num_generations=20, block_size=10)
+    err = capsys.readouterr().err
+    assert "generation  10/20" in err
+    assert "generation  20/20" in err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"num_generations": 0}, ValueError, "num_generations must be an int >= 1"),
+        ({"block_size": 0}, ValueError, "block_size must be an int >= 1"),
+        ({"chunk_size": 0}, ValueError, "chunk_size must be an int >= 1"),
+        ({"strategy": "open_es"}, TypeError, "strategy must be an EvolutionStrategy"),
+        ({"x0": jnp.array([1, 2])}, TypeError, "x0 must have a floating dtype"),
+    ],
+)
+def test_bad_input(kwargs, error, match):
+    x0 = kwargs.pop("x0", jnp.ones(2))
+    with pytest.raises(error, match=match):
+        minimize(sphere, x0, progress=False, **kwargs)
