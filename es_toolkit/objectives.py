@@ -74,7 +74,7 @@ def _check_x(name: str, x: Any, *, min_dim: int = 1) -> jax.Array:
     """Returns ``x`` as an array, or raises unless it is a float array of shape (d,)."""
     try:
         x = jnp.asarray(x)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise TypeError(
             f"{name}: x must be a 1-D float array of shape (d,), got {type(x).__name__}."
         ) from error
