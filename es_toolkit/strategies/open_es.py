@@ -56,13 +56,13 @@ def open_es(
     Returns:
         An :class:`~es_toolkit.strategies.EvolutionStrategy`.
     """
+    check_int("population_size", population_size, minimum=2)
     sampling = base.perturbation_sampling(population_size, antithetic, chunk_size)
     sigma_at = base.check_schedule("sigma", sigma)
     optimizer = optax.adam(0.01) if optimizer is None else optimizer
     shape = shaping_lib.get(fitness_shaping)
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}.")
-    check_int("population_size", population_size, minimum=2)
 
     def init(params: PyTree) -> OpenESState:
         params = base.check_params(params)

@@ -1,0 +1,160 @@
+"""The ``es-toolkit`` command.
+
+``es-toolkit optimize``: minimize a black-box test objective with an evolution strategy,
+showing progress, printing the final value, and writing a JSONL log, a PNG of the curve and
+a ``result.json`` into the output folder.
+"""
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from es_toolkit import objectives
+from es_toolkit import strategies as strategies_lib
+from es_toolkit.optimize import minimize
+from es_toolkit.report import JsonlLog, metrics_rows, plot_curves
+
+LOG_NAME = "metrics.jsonl"
+# Strategies with a fixed sigma call it ``sigma``; adaptive ones start from ``sigma_init``.
+SIGMA_ARGUMENT = {"open_es": "sigma", "ars": "sigma", "pgpe": "sigma_init", "snes": "sigma_init"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, FileExistsError) as error:
+        parser.exit(2, f"es-toolkit {args.command}: error: {error}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="es-toolkit", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_optimize_command(commands)
+    return parser
+
+
+def add_optimize_command(commands: Any) -> None:
+    cmd = commands.add_parser(
+        "optimize",
+        help="minimize a black-box test objective",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    cmd.add_argument("--objective", default="rastrigin", choices=sorted(objectives.OBJECTIVES))
+    cmd.add_argument("--dim", type=int, default=10, help="number of parameters d")
+    cmd.add_argument("--strategy", default="open_es", choices=sorted(strategies_lib.STRATEGIES))
+    cmd.add_argument("--population", type=int, default=64, help="population size")
+    cmd.add_argument("--generations", type=int, default=1000, help="generation budget")
+    cmd.add_argument("--seed", type=int, default=0)
+    cmd.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="initial perturbation scale (default: 5%% of the objective's domain width)",
+    )
+    cmd.add_argument("--chunk-size", type=int, default=None, help="members evaluated at once")
+    cmd.add_argument("--target", type=float, default=None, help="stop at this value")
+    cmd.add_argument("--out", type=Path, default=None, help="output folder")
+    cmd.add_argument("--overwrite", action="store_true", help="replace a previous run's files")
+    cmd.add_argument("--quiet", action="store_true", help="no progress line")
+    cmd.set_defaults(run=run_optimize)
+
+
+def run_optimize(args: argparse.Namespace) -> int:
+    objective = objectives.get(args.objective)
+    low, high = objective.bounds
+    sigma = args.sigma if args.sigma is not None else 0.05 * (high - low)
+    strategy = make_strategy(args.strategy, args.population, sigma)
+    out = args.out or Path("runs") / (
+        f"optimize-{args.objective}-d{args.dim}-{args.strategy}-seed{args.seed}"
+    )
+    log = JsonlLog(claim_output_folder(out, args.overwrite) / LOG_NAME)
+    key = jax.random.key(args.seed)
+    x0 = objective.init(jax.random.fold_in(key, 0), args.dim)
+    start = time.perf_counter()
+    written = 0
+
+    def record(info: dict[str, Any]) -> None:
+        nonlocal written
+        rows = metrics_rows(info["metrics"], written)
+        wall = time.perf_counter() - start
+        log.write([{**row, "wall_time": wall} for row in rows])
+        written += len(rows)
+
+    result = minimize(
+        objective.fn,
+        x0,
+        strategy=strategy,
+        num_generations=args.generations,
+        key=jax.random.fold_in(key, 1),
+        chunk_size=args.chunk_size,
+        target=args.target,
+        callback=record,
+        progress=not args.quiet,
+    )
+    wall = time.perf_counter() - start
+    optimal = objective.optimal_value(args.dim)
+    curve = plot_curves(
+        out / "curve.png",
+        np.arange(1, result.num_generations + 1),
+        {
+            "best value": result.metrics["best_value"],
+            "value at the mean": result.metrics["mean_value"],
+        },
+        title=f"{args.strategy} on {args.objective}, d = {args.dim}",
+        xlabel="generation",
+        ylabel="objective (lower is better)",
+        log_y=True,
+    )
+    summary = {
+        "objective": args.objective,
+        "dim": args.dim,
+        "strategy": args.strategy,
+        "population": args.population,
+        "sigma": sigma,
+        "seed": args.seed,
+        "generations": result.num_generations,
+        "best_value": result.best_value,
+        "optimal_value": optimal,
+        "reached_target": result.reached_target,
+        "wall_time_s": wall,
+    }
+    (out / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        f"{args.objective} d={args.dim} {args.strategy}: best value {result.best_value:.6g} "
+        f"(optimum {optimal:.6g}) after {result.num_generations} generations in {wall:.1f}s"
+    )
+    print(f"log {out / LOG_NAME}, curve {curve}, summary {out / 'result.json'}")
+    return 0
+
+
+def make_strategy(name: str, population_size: int, sigma: float):
+    """A strategy by name with the given population and (initial) sigma."""
+    factory = strategies_lib.get_strategy(name)
+    return factory(population_size, **{SIGMA_ARGUMENT.get(name, "sigma"): sigma})
+
+
+def claim_output_folder(out: Path, overwrite: bool) -> Path:
+    """Creates ``out``; refuses a folder that holds another run unless ``overwrite``."""
+    log = out / LOG_NAME
+    if log.exists():
+        if not overwrite:
+            raise FileExistsError(
+                f"--out {out} already holds a run ({log}); choose another folder or pass "
+                "--overwrite to replace it."
+            )
+        log.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

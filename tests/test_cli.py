@@ -1,0 +1,115 @@
+"""The optimize command: as a script and as ``es-toolkit``, with tiny budgets."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from es_toolkit.cli import main
+from es_toolkit.report import read_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--dim", "3", "--population", "8", "--generations", "12", "--quiet"]
+
+
+def check_run_folder(out: Path, generations: int) -> dict:
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [row["generation"] for row in rows] == list(range(generations))
+    assert all(row["wall_time"] >= 0 for row in rows)
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["generations"] == generations
+    assert summary["best_value"] == pytest.approx(min(row["best_value"] for row in rows), rel=1e-6)
+    return summary
+
+
+def test_script_and_command_run_the_same_code(tmp_path):
+    script = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "optimize.py"),
+            *TINY,
+            "--out",
+            str(tmp_path / "a"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "best value" in script.stdout
+    command = Path(sys.executable).parent / "es-toolkit"
+    subprocess.run(
+        [str(command), "optimize", *TINY, "--out", str(tmp_path / "b")],
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    a = check_run_folder(tmp_path / "a", 12)
+    b = check_run_folder(tmp_path / "b", 12)
+    assert a["best_value"] == b["best_value"]  # same seed, same numbers
+
+
+@pytest.mark.parametrize("strategy", ["open_es", "pgpe", "snes", "ars"])
+def test_every_strategy_and_progress(tmp_path, strategy, capsys):
+    argv = ["optimize", "--strategy", strategy, "--objective", "sphere", "--dim", "4"]
+    assert main([*argv, "--population", "8", "--generations", "60", "--out", str(tmp_path)]) == 0
+    summary = check_run_folder(tmp_path, 60)
+    assert summary["strategy"] == strategy
+    captured = capsys.readouterr()
+    assert "generation  50/60" in captured.err
+    assert f"sphere d=4 {strategy}: best value" in captured.out
+
+
+def test_target_stops_early(tmp_path):
+    main(
+        [
+            "optimize",
+            "--objective",
+            "sphere",
+            "--sigma",
+            "0.5",
+            *TINY[:4],
+            "--generations",
+            "500",
+            "--target",
+            "1e3",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
+    summary = json.loads((tmp_path / "result.json").read_text())
+    assert summary["reached_target"]
+    assert summary["generations"] < 500
+
+
+def test_refuses_a_folder_with_another_run(tmp_path, capsys):
+    main(["optimize", *TINY, "--out", str(tmp_path)])
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["optimize", *TINY, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "metrics.jsonl").read_text() == before  # nothing lost
+    main(["optimize", *TINY, "--out", str(tmp_path), "--overwrite"])
+    check_run_folder(tmp_path, 12)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--strategy", "cma"], "invalid choice: 'cma'"),
+        (["--objective", "nope"], "invalid choice: 'nope'"),
+        (["--population", "0"], "population_size must be an int >= 2"),
+        (["--sigma", "-1"], "must be positive"),
+        (["--generations", "0"], "num_generations must be an int >= 1"),
+    ],
+)
+def test_bad_options_are_named(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["optimize", *argv, "--out", str(tmp_path), "--quiet"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
