@@ -88,8 +88,7 @@ def ars(
         keep = keep.astype(returns.dtype)
         selected_mean = jnp.sum(keep * (plus + minus)) / (2 * top)
         reward_std = jnp.sqrt(
-            jnp.sum(keep * ((plus - selected_mean) ** 2 + (minus - selected_mean) ** 2))
-            / (2 * top)
+            jnp.sum(keep * ((plus - selected_mean) ** 2 + (minus - selected_mean) ** 2)) / (2 * top)
         )
         weights = jnp.repeat(keep, 2) * returns
         direction_sum = sampling_lib.weighted_sum(sampling, key, state.mean, weights)

@@ -116,4 +116,3 @@ def snes(
         return SNESState(mean, sigma, state.generation + 1), metrics
 
     return base.EvolutionStrategy(init, ask, tell, population_size)
-
