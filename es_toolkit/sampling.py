@@ -222,16 +222,50 @@ def weighted_sum(
     members of a direction are folded first (``z`` is odd, ``z**2 - 1`` even in ``z``),
     which halves the work.
     """
-    if sampling.antithetic:
-        plus, minus = weights[0::2], weights[1::2]
-        weights = plus + minus if squared else plus - minus
-    size = weights.shape[0] // num_directions(sampling)
+    if squared:
+        return weighted_sums(sampling, key, like, None, weights)[1]
+    return weighted_sums(sampling, key, like, weights, None)[0]
+
+
+def weighted_sums(
+    sampling: Sampling,
+    key: PRNGKey,
+    like: PyTree,
+    weights: jax.Array | None,
+    squared_weights: jax.Array | None,
+) -> tuple[PyTree | None, PyTree | None]:
+    """``(sum_i weights[i] z_i, sum_i squared_weights[i] (z_i**2 - 1))`` in one pass.
+
+    Strategies that adapt sigma (PGPE, SNES) need both; sharing the pass generates the
+    noise once. Either weight vector may be ``None`` to skip its sum.
+    """
+    folded = (
+        None if weights is None else _fold_pairs(sampling, weights, odd=True),
+        None if squared_weights is None else _fold_pairs(sampling, squared_weights, odd=False),
+    )
+    size = sampling.population_size // num_directions(sampling) // members_per_direction(sampling)
+
+    def contract(w, z, start, count):
+        w = jax.lax.dynamic_slice_in_dim(w, start * size, count * size)
+        return jax.tree.map(lambda leaf: jnp.tensordot(w, leaf, axes=1), z)
 
     def chunk_sum(start, count):
         z = sample_directions(sampling, key, start, count, like)
-        w = jax.lax.dynamic_slice_in_dim(weights, start * size, count * size)
-        if squared:
-            z = jax.tree.map(lambda leaf: leaf**2 - 1, z)
-        return jax.tree.map(lambda leaf: jnp.tensordot(w, leaf, axes=1), z)
+        linear, square = folded
+        return (
+            None if linear is None else contract(linear, z, start, count),
+            None
+            if square is None
+            else contract(square, jax.tree.map(lambda leaf: leaf**2 - 1, z), start, count),
+        )
 
     return sweep(sampling, like, chunk_sum)
+
+
+def _fold_pairs(sampling: Sampling, weights: jax.Array, *, odd: bool) -> jax.Array:
+    """Per-direction weights: a mirrored pair contributes ``(w+ - w-) z`` for a function
+    odd in ``z`` and ``(w+ + w-) g(z)`` for an even one."""
+    if not sampling.antithetic:
+        return weights
+    plus, minus = weights[0::2], weights[1::2]
+    return plus - minus if odd else plus + minus

@@ -18,21 +18,21 @@ def worst_for_non_finite(fitness: jax.Array) -> jax.Array:
 
 
 def ranks(fitness: jax.Array) -> jax.Array:
-    """Ranks 0 (worst) to n - 1 (best); non-finite ranks below every finite value.
+    """Ranks from 0 (worst) to n - 1 (best); non-finite values rank below every finite one.
 
-    Ties are broken by member index, so the result is a permutation.
+    Tied values share their average rank, so equal fitness carries no preference: a
+    population that scores the same everywhere (a plateau) gives all-zero centered ranks
+    and leaves the mean where it is.
     """
     finite = jnp.isfinite(fitness)
     sortable = jnp.where(finite, fitness, -jnp.inf)
-    # Among non-finite, order does not matter; lexsort keeps it deterministic.
-    order = jnp.lexsort((jnp.arange(fitness.shape[0]), sortable))
-    return jnp.zeros(fitness.shape[0], jnp.int32).at[order].set(jnp.arange(fitness.shape[0]))
+    return jax.scipy.stats.rankdata(sortable, method="average") - 1.0
 
 
 def centered_ranks(fitness: jax.Array) -> jax.Array:
     """Ranks scaled to [-0.5, 0.5] (Salimans et al., 2017); mean 0."""
     n = fitness.shape[0]
-    return ranks(fitness).astype(jnp.float32) / jnp.maximum(n - 1, 1) - 0.5
+    return ranks(fitness) / max(n - 1, 1) - 0.5
 
 
 def z_score(fitness: jax.Array, eps: float = 1e-8) -> jax.Array:
@@ -49,12 +49,15 @@ def raw(fitness: jax.Array) -> jax.Array:
 def nes_utilities(fitness: jax.Array) -> jax.Array:
     """Rank-based utilities of natural ES (Wierstra et al., 2014), summing to 0.
 
-    The best member gets the largest weight, the worse half gets ``-1/n``.
+    The best member gets the largest weight, the worse half gets ``-1/n``; equal fitness
+    everywhere gives all-zero utilities.
     """
     n = fitness.shape[0]
-    best_first = n - ranks(fitness)  # 1 for the best
-    raw_utility = jnp.maximum(0.0, jnp.log(n / 2 + 1) - jnp.log(best_first.astype(jnp.float32)))
-    return raw_utility / jnp.sum(raw_utility) - 1.0 / n
+    position = ranks(fitness)
+    best_first = n - position  # 1 for the best; tied members share a position
+    raw_utility = jnp.maximum(0.0, jnp.log(n / 2 + 1) - jnp.log(best_first))
+    utility = raw_utility / jnp.sum(raw_utility) - 1.0 / n
+    return jnp.where(jnp.all(position == position[0]), 0.0, utility)
 
 
 SHAPINGS = {

@@ -92,10 +92,12 @@ def test_bad_arguments_are_named(factory, kwargs, error, match):
 
 # --- the shared contract ---------------------------------------------------------------
 
-# The shaping that maps constant fitness to all-zero weights. The rank shapings break ties
-# by member index, so under them constant fitness still moves the mean (by design of
-# ``shaping.ranks``); ARS has no shaping: its step (r+ - r-) / sigma_R is 0 by definition.
+# Every default shaping maps constant fitness to all-zero weights (tied ranks share their
+# average); z-score is checked too. ARS has no shaping: its step (r+ - r-) / sigma_R is 0.
 ZERO_FOR_CONSTANT = {"open_es": "z_score", "pgpe": "z_score", "snes": "z_score", "ars": None}
+# Non-finite fitness: rank shapings put it below every finite value (tied among
+# themselves); ARS, which uses raw returns, replaces it by the worst finite return.
+NON_FINITE_AS = {"open_es": -1.0, "pgpe": -1.0, "snes": -1.0, "ars": 0.0}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -105,11 +107,11 @@ def test_contract(name):
     * ``ask``/``tell`` run under ``jit`` inside ``lax.scan`` and agree with eager calls;
     * chunked (10 members, chunks of 4: a remainder chunk) equals unchunked, and an ``ask``
       slice equals the same rows of the whole population;
-    * constant fitness under a shaping that zeroes it leaves mean and sigma bitwise
-      unchanged for 3 generations (zero gradient: Adam and ClipUp from rest give zero
-      updates; the sigma rules give sigma + 0 and sigma * exp(0));
-    * NaN/+-inf act exactly like a worst finite value placed (for ties) before it, are
-      counted, and leave the state finite, even when no member is finite;
+    * constant fitness, under the default shaping and z-score, leaves mean and sigma
+      bitwise unchanged for 3 generations (zero gradient: Adam and ClipUp from rest give
+      zero updates; the sigma rules give sigma + 0 and sigma * exp(0));
+    * NaN/+-inf act exactly like the worst values (see NON_FINITE_AS), are counted, and
+      leave the state finite, even when no member is finite;
     * a fitness of the wrong shape is a ValueError naming ``fitness``.
     """
     n = 10
@@ -154,19 +156,20 @@ def test_contract(name):
     assert_trees_equal(chunked.ask(keys[0], state, 4, 4), jax.tree.map(lambda m: m[4:8], members))
     assert_trees_close(chunked.tell(keys[0], state, fitness), first)
 
-    # Constant fitness.
-    start = constant = flat.init(PARAMS)
-    for key in keys:
-        constant, constant_metrics = flat.tell(key, constant, jnp.full(n, 3.0))
-        assert float(constant_metrics["grad_norm"]) == 0.0
-    assert_trees_equal(constant.mean, start.mean)
-    if hasattr(start, "sigma"):
-        assert_trees_equal(constant.sigma, start.sigma)
+    # Constant fitness, under the default shaping and under z-score.
+    for strategy in (es, flat):
+        start = constant = strategy.init(PARAMS)
+        for key in keys:
+            constant, constant_metrics = strategy.tell(key, constant, jnp.full(n, 3.0))
+            assert float(constant_metrics["grad_norm"]) == 0.0
+        assert_trees_equal(constant.mean, start.mean)
+        if hasattr(start, "sigma"):
+            assert_trees_equal(constant.sigma, start.sigma)
 
     # Non-finite fitness.
     fitness = fitness.at[n - 1].set(jnp.min(fitness) - 1.0)  # the strict worst finite, last
     bad = fitness.at[jnp.array([0, 3, 4])].set(jnp.array([jnp.nan, jnp.inf, -jnp.inf]))
-    worst = fitness.at[jnp.array([0, 3, 4])].set(fitness[n - 1])
+    worst = fitness.at[jnp.array([0, 3, 4])].set(fitness[n - 1] + NON_FINITE_AS[name])
     got, got_metrics = es.tell(keys[0], state, bad)
     assert int(got_metrics["num_non_finite"]) == 3
     assert all_finite(got)

@@ -107,12 +107,25 @@ def fitness_metrics(fitness: jax.Array) -> dict[str, jax.Array]:
     count = jnp.maximum(jnp.sum(finite), 1)
     mean = jnp.sum(jnp.where(finite, fitness, 0.0)) / count
     var = jnp.sum(jnp.where(finite, (fitness - mean) ** 2, 0.0)) / count
-    return {
+    stats = {
         "fitness_mean": mean,
         "fitness_max": jnp.max(jnp.where(finite, fitness, -jnp.inf)),
         "fitness_min": jnp.min(jnp.where(finite, fitness, jnp.inf)),
         "fitness_std": jnp.sqrt(var),
-        "num_non_finite": jnp.sum(~finite),
+    }
+    # With no finite fitness at all, the statistics are undefined: NaN, not +-inf or 0.
+    stats = {name: jnp.where(jnp.any(finite), value, jnp.nan) for name, value in stats.items()}
+    return {**stats, "num_non_finite": jnp.sum(~finite)}
+
+
+def sigma_metrics(sigma: PyTree) -> dict[str, jax.Array]:
+    """Mean (as ``sigma``), min and max of a per-parameter sigma pytree."""
+    leaves = jax.tree.leaves(sigma)
+    total = sum(jnp.sum(leaf, dtype=jnp.float32) for leaf in leaves)
+    return {
+        "sigma": total / sampling_lib.flat_size(sigma),
+        "sigma_min": jnp.min(jnp.stack([jnp.min(leaf) for leaf in leaves])),
+        "sigma_max": jnp.max(jnp.stack([jnp.max(leaf) for leaf in leaves])),
     }
 
 

@@ -111,8 +111,7 @@ def pgpe(
         fitness = base.check_fitness(fitness, population_size)
         weights = shape(fitness)
         weights = weights - jnp.mean(weights)  # the baseline b
-        linear = sampling_lib.weighted_sum(sampling, key, state.mean, weights)
-        squared = sampling_lib.weighted_sum(sampling, key, state.mean, weights, squared=True)
+        linear, squared = sampling_lib.weighted_sums(sampling, key, state.mean, weights, weights)
         grad_mean = jax.tree.map(lambda s, t: s * t / population_size, state.sigma, linear)
         grad_sigma = jax.tree.map(lambda s, t: s * t / population_size, state.sigma, squared)
         mean, opt_state = base.ascent_step(optimizer, state.opt_state, state.mean, grad_mean)
@@ -125,19 +124,8 @@ def pgpe(
         metrics = {
             **base.fitness_metrics(fitness),
             "grad_norm": optax.tree.norm(grad_mean),
-            **sigma_metrics(state.sigma),
+            **base.sigma_metrics(state.sigma),
         }
         return PGPEState(mean, sigma, opt_state, state.generation + 1), metrics
 
     return base.EvolutionStrategy(init, ask, tell, population_size)
-
-
-def sigma_metrics(sigma: PyTree) -> dict[str, jax.Array]:
-    """Mean (as ``sigma``), min and max of a per-parameter sigma pytree."""
-    leaves = jax.tree.leaves(sigma)
-    total = sum(jnp.sum(leaf, dtype=jnp.float32) for leaf in leaves)
-    return {
-        "sigma": total / sampling_lib.flat_size(sigma),
-        "sigma_min": jnp.min(jnp.stack([jnp.min(leaf) for leaf in leaves])),
-        "sigma_max": jnp.max(jnp.stack([jnp.max(leaf) for leaf in leaves])),
-    }

@@ -15,7 +15,7 @@ and the search distribution moves as
 
 with :math:`\eta_\mu = 1` and :math:`\eta_\sigma = (3 + \log d) / (5 \sqrt d)`, :math:`d` the
 number of parameters. The exponential keeps :math:`\sigma > 0`. Both sums come from
-``weighted_sum`` (plain and ``squared=True``), which regenerates the noise from the key.
+``weighted_sums`` (plain and squared, in one pass), which regenerates the noise from the key.
 
 References:
     Schaul, Glasmachers, Schmidhuber, "High dimensions and heavy tails for natural
@@ -35,7 +35,6 @@ from es_toolkit import sampling as sampling_lib
 from es_toolkit import shaping as shaping_lib
 from es_toolkit._validate import check_int, check_positive_scalar
 from es_toolkit.strategies import base
-from es_toolkit.strategies.pgpe import sigma_metrics
 from es_toolkit.types import PRNGKey, PyTree
 
 
@@ -99,8 +98,9 @@ def snes(
         eta_sigma = learning_rate_sigma
         if eta_sigma is None:
             eta_sigma = default_learning_rate_sigma(sampling_lib.flat_size(state.mean))
-        grad_z = sampling_lib.weighted_sum(sampling, key, state.mean, utilities)
-        grad_log = sampling_lib.weighted_sum(sampling, key, state.mean, utilities, squared=True)
+        grad_z, grad_log = sampling_lib.weighted_sums(
+            sampling, key, state.mean, utilities, utilities
+        )
         grad_mean = jax.tree.map(lambda s, g: s * g, state.sigma, grad_z)
         mean = jax.tree.map(
             lambda m, g: (m + learning_rate_mean * g).astype(m.dtype), state.mean, grad_mean
@@ -111,7 +111,7 @@ def snes(
         metrics = {
             **base.fitness_metrics(fitness),
             "grad_norm": optax.tree.norm(grad_mean),
-            **sigma_metrics(state.sigma),
+            **base.sigma_metrics(state.sigma),
         }
         return SNESState(mean, sigma, state.generation + 1), metrics
 
