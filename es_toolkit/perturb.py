@@ -23,6 +23,7 @@ from es_toolkit.types import Noise, PRNGKey, PyTree
 # is differentiated, so the backward pass regenerates only the noise, never calls ``fun``.
 _SAVED_OUTPUT_LIMIT = 1024
 _OUTPUT_NAME = "es_toolkit_member_output"
+_SAVE_OUTPUTS = jax.checkpoint_policies.save_only_these_names(_OUTPUT_NAME)
 
 
 def make_perturbed_fun(
@@ -115,6 +116,8 @@ def make_perturbed_fun(
     def perturbed(key: PRNGKey, x: PyTree) -> PyTree:
         x = check_float_tree("x", x)
         out_shape = check_array_output("fun", fun, x)
+        if sampling.chunk_size is not None and _is_scalar(out_shape):
+            return chunked_scalar(key, x)
         baseline = fun(jax.lax.stop_gradient(x)) if use_baseline else None
 
         def member_outputs(start, count):
@@ -129,11 +132,24 @@ def make_perturbed_fun(
             return jax.tree.map(lambda leaf: jnp.sum(leaf, axis=0), member_outputs(start, count))
 
         small_output = sampling_lib.flat_size(out_shape) <= _SAVED_OUTPUT_LIMIT
-        policy = (
-            jax.checkpoint_policies.save_only_these_names(_OUTPUT_NAME) if small_output else None
-        )
+        policy = _SAVE_OUTPUTS if small_output else None
         total = sampling_lib.sweep(sampling, x, chunk_sum, policy=policy)
         return jax.tree.map(lambda leaf: leaf / num_samples, total)
+
+    # Scalar ``fun``, chunked: the value alone needs no score; its derivative comes from a
+    # rule that computes value and gradient in one sweep (the fast path's cost), written
+    # with the magic box so that the rule itself differentiates into the higher-order
+    # DiCE estimators.
+    @jax.custom_jvp
+    def chunked_scalar(key, x):
+        return _sweep_estimates(fun, sampling, sigma, noise, key, x, None, gradient=False)
+
+    @chunked_scalar.defjvp
+    def chunked_scalar_jvp(primals, tangents):
+        key, x = primals
+        baseline = fun(jax.lax.stop_gradient(x)) if use_baseline else None
+        value, grad = _sweep_estimates(fun, sampling, sigma, noise, key, x, baseline, dice=True)
+        return value, _tree_vdot(grad, tangents[1])
 
     return perturbed
 
@@ -196,21 +212,8 @@ def make_perturbed_value_and_grad(
                 f"{jax.tree.map(lambda leaf: leaf.shape, out_shape)}; use jax.jacrev of "
                 "make_perturbed_fun for other outputs."
             )
-        baseline = fun(x) if use_baseline else 0.0
-
-        def chunk_sum(start, count):
-            members = sampling_lib.sample_members(sampling, key, start, count, x)
-            shifted = jax.tree.map(lambda leaf, z: leaf + sigma * z, x, members)
-            values = jax.vmap(fun)(shifted)
-            weights = values - baseline
-            scores = jax.tree.map(
-                lambda leaf, y: _score(noise, (y - leaf) / sigma, sigma), x, shifted
-            )
-            grad = jax.tree.map(lambda s: jnp.tensordot(weights, s, axes=1), scores)
-            return jnp.sum(values), grad
-
-        value_sum, grad_sum = sampling_lib.sweep(sampling, x, chunk_sum)
-        return value_sum / num_samples, jax.tree.map(lambda g: g / num_samples, grad_sum)
+        baseline = fun(x) if use_baseline else None
+        return _sweep_estimates(fun, sampling, sigma, noise, key, x, baseline)
 
     return value_and_grad
 
@@ -238,6 +241,47 @@ def _dice_estimate(fun, noise, sigma, x, z, baseline):
     if baseline is not None:
         out = optax.tree.add_scale(out, 1 - box, baseline)
     return out
+
+
+def _sweep_estimates(fun, sampling, sigma, noise, key, x, baseline, *, gradient=True, dice=False):
+    """Value (and gradient) estimates of a scalar ``fun`` in one chunked sweep.
+
+    With ``dice`` each member's terms carry the magic box ``exp(L - stop_gradient(L))``
+    (numerically 1), so that differentiating the result gives the DiCE estimators of the
+    next order; without it the same numbers come out with less work.
+    """
+    n = sampling.population_size
+
+    def chunk_sum(start, count):
+        members = sampling_lib.sample_members(sampling, key, start, count, x)
+        shifted = jax.lax.stop_gradient(jax.tree.map(lambda p, m: p + sigma * m, x, members))
+        values = checkpoint_name(jax.vmap(fun)(shifted), _OUTPUT_NAME)
+        if not gradient:
+            return jnp.sum(values)
+        z = jax.tree.map(lambda p, y: (y - p) / sigma, x, shifted)
+        weights = values if baseline is None else values - baseline
+        total = jnp.sum(values)
+        if dice:
+            log_prob = jax.vmap(lambda zi: optax.tree.sum(jax.tree.map(noise.log_prob, zi)))(z)
+            box = jnp.exp(log_prob - jax.lax.stop_gradient(log_prob))
+            weights = box * weights
+            total = jnp.sum(
+                box * values if baseline is None else box * values + (1 - box) * baseline
+            )
+        grad = jax.tree.map(lambda zi: jnp.tensordot(weights, _score(noise, zi, sigma), axes=1), z)
+        return total, grad
+
+    totals = sampling_lib.sweep(sampling, x, chunk_sum, policy=_SAVE_OUTPUTS)
+    return jax.tree.map(lambda t: t / n, totals)
+
+
+def _is_scalar(shape_tree) -> bool:
+    leaves = jax.tree.leaves(shape_tree)
+    return len(leaves) == 1 and leaves[0].shape == ()
+
+
+def _tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
+    return sum(jnp.vdot(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
 def _score(noise, z, sigma):

@@ -45,3 +45,18 @@ def test_import_starts_no_backend():
         "assert jax.device_count() == 3, jax.devices()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_every_subpackage_is_listed_for_installation():
+    """pyproject lists packages explicitly (for the envs mapping): a new subpackage must be
+    added there, or a regular (non-editable) install would leave it out."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "es_toolkit").rglob("__init__.py")
+    }
+    assert found | {"es_toolkit.envs"} == listed

@@ -400,3 +400,19 @@ def test_optax_optimizer_step_with_fast_path():
         updates, state = opt.update(grad, state)
         x = optax.apply_updates(x, updates)
     assert l1(x) < 0.25 * 20.0
+
+
+def test_nested_forward_derivatives_of_chunked_scalar_transform():
+    """jvp of jvp: all four outputs (value, first derivatives along u and v, and the
+    second derivative) of the chunked scalar path equal those of the unchunked graph."""
+    x = jnp.array([0.3, -0.7, 0.2])
+    u, v = jnp.array([1.0, 0.5, -1.0]), jnp.array([0.2, -0.3, 0.9])
+    results = []
+    for chunk_size in (None, 12):
+        fn = make_perturbed_fun(mixed_loss, 48, 0.4, Normal(), chunk_size=chunk_size)
+
+        def inner(y, fn=fn):
+            return jax.jvp(lambda w: fn(KEY, w), (y,), (v,))
+
+        results.append(jax.jit(lambda y, inner=inner: jax.jvp(inner, (y,), (u,)))(x))
+    tree_allclose(results[1], results[0], rtol=1e-4, atol=1e-5)
