@@ -6,6 +6,7 @@ a ``result.json`` into the output folder.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -18,8 +19,10 @@ import numpy as np
 
 from es_toolkit import objectives
 from es_toolkit import strategies as strategies_lib
+from es_toolkit.checkpoint import CheckpointError
 from es_toolkit.optimize import minimize
 from es_toolkit.report import JsonlLog, metrics_rows, plot_curves
+from es_toolkit.train import TrainConfig, evaluate_policy, load_run, task_defaults, train
 
 LOG_NAME = "metrics.jsonl"
 # Strategies with a fixed sigma call it ``sigma``; adaptive ones start from ``sigma_init``.
@@ -31,14 +34,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileExistsError) as error:
+    except (ValueError, TypeError, FileExistsError, CheckpointError) as error:
         parser.exit(2, f"es-toolkit {args.command}: error: {error}\n")
+    except KeyboardInterrupt as interrupt:
+        parser.exit(130, f"es-toolkit {args.command}: {interrupt or 'interrupted'}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="es-toolkit", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     add_optimize_command(commands)
+    add_train_command(commands)
+    add_evaluate_command(commands)
     return parser
 
 
@@ -133,6 +140,79 @@ def run_optimize(args: argparse.Namespace) -> int:
         f"(optimum {optimal:.6g}) after {result.num_generations} generations in {wall:.1f}s"
     )
     print(f"log {out / LOG_NAME}, curve {curve}, summary {out / 'result.json'}")
+    return 0
+
+
+def add_train_command(commands: Any) -> None:
+    cmd = commands.add_parser(
+        "train",
+        help="train a policy on a JAX-native environment",
+        description="Train a policy with an evolution strategy. With no options: CartPole-v1 "
+        "with OpenES and a linear policy, until solved.",
+    )
+    defaults = TrainConfig()
+    cmd.add_argument("--env", help=f"environment id (default {defaults.env})")
+    cmd.add_argument("--strategy", choices=sorted(strategies_lib.STRATEGIES))
+    cmd.add_argument("--policy", choices=["linear", "mlp"])
+    cmd.add_argument("--hidden-sizes", type=int, nargs="+", help="MLP hidden layer sizes")
+    cmd.add_argument("--population", type=int, dest="population_size")
+    cmd.add_argument("--generations", type=int, dest="num_generations")
+    cmd.add_argument("--sigma", type=float)
+    cmd.add_argument("--learning-rate", type=float)
+    cmd.add_argument("--episodes-per-member", type=int)
+    cmd.add_argument("--eval-every", type=int, help="generations between evaluations")
+    cmd.add_argument("--eval-episodes", type=int)
+    cmd.add_argument("--final-eval-episodes", type=int)
+    cmd.add_argument("--target-return", type=float, help="stop once the evaluation reaches it")
+    cmd.add_argument("--no-normalize-obs", dest="normalize_obs", action="store_false", default=None)
+    cmd.add_argument("--common-random-numbers", action="store_true", default=None)
+    cmd.add_argument("--seed", type=int)
+    cmd.add_argument(
+        "--out", type=Path, help="output folder (default runs/train-ENV-STRATEGY-seedS)"
+    )
+    cmd.add_argument("--resume", action="store_true", help="continue the run in --out")
+    cmd.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    cmd.add_argument("--quiet", action="store_true")
+    cmd.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if "hidden_sizes" in given:
+        given["hidden_sizes"] = tuple(given["hidden_sizes"])
+    config = TrainConfig(**{**task_defaults(given.get("env", TrainConfig.env)), **given})
+    out = args.out or Path("runs") / f"train-{config.env}-{config.strategy}-seed{config.seed}"
+    result = train(
+        config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
+    )
+    print(
+        f"{result.config.env} {result.config.strategy}: mean return "
+        f"{result.final_return_mean:.2f} +- {result.final_return_std:.2f} over "
+        f"{result.config.final_eval_episodes} episodes after {int(result.state.generation)} "
+        f"generations ({int(result.state.env_steps)} env steps)"
+    )
+    print(f"run folder {out}: metrics.jsonl, checkpoint.npz, curve.png, result.json")
+    return 0
+
+
+def add_evaluate_command(commands: Any) -> None:
+    cmd = commands.add_parser("evaluate", help="run a trained policy from its checkpoint")
+    cmd.add_argument("checkpoint", type=Path)
+    cmd.add_argument("--episodes", type=int, default=100)
+    cmd.add_argument("--seed", type=int, default=12345)
+    cmd.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    config, task, state = load_run(args.checkpoint)
+    returns = evaluate_policy(
+        task, config, state.best_params, state.best_obs_stats, args.episodes, seed=args.seed
+    )
+    print(
+        f"{config.env}: mean return {returns.mean():.2f} +- {returns.std():.2f} over "
+        f"{args.episodes} episodes"
+    )
     return 0
 
 

@@ -58,8 +58,9 @@ def plot_curves(
     xlabel: str,
     ylabel: str,
     log_y: bool = False,
+    points: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> Path:
-    """Writes a PNG with one line per curve; returns its path."""
+    """Writes a PNG with one line per curve (and ``points``: name -> (xs, ys) markers)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,6 +69,8 @@ def plot_curves(
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
     for label, values in curves.items():
         axes.plot(x, np.asarray(values, dtype=float), label=label, linewidth=1.5)
+    for label, (xs, ys) in (points or {}).items():
+        axes.plot(xs, np.asarray(ys, dtype=float), "o-", label=label, markersize=4)
     axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
     if log_y:
         axes.set_yscale("symlog", linthresh=1e-6)
