@@ -234,12 +234,12 @@ def train(
     start_steps = int(state.env_steps)
     try:
         while int(state.generation) < config.num_generations:
-            first = int(state.generation)
+            first, steps_before = int(state.generation), int(state.env_steps)
             state, metrics, eval_returns = block(state)
             metrics = jax.device_get(metrics)
             wall = time.perf_counter() - start_time
             rows = metrics_rows(metrics, first)
-            steps = start_steps + np.cumsum(metrics["generation_env_steps"])
+            steps = steps_before + np.cumsum(metrics["generation_env_steps"])
             for row, total in zip(rows, steps, strict=True):
                 row.update(
                     env_steps=int(total),
