@@ -12,10 +12,14 @@ Times the gradient of a smoothed objective f_sigma(x) = E f(x + sigma z) estimat
   members, chunked the same way: the lower bound for the fast path.
 
 Each configuration runs in its own subprocess (this script with ``--worker JSON``), so
-the peak resident memory reported is that configuration's. Configurations whose noise
-alone would not fit in memory (``24 * num_samples * d`` bytes over ``--max-bytes``) are
-reported as "does not fit" without running. A second table gives the mean squared error
-of the gradient estimate of the sphere, whose exact smoothed gradient is ``2 x``.
+the peak resident memory reported is that configuration's, in ``--rounds`` passes over all
+configurations (the lowest per-process median time is kept: other jobs only add time).
+Configurations that hold every sample at once are reported as "does not fit" without
+running when ``24 * num_samples * d`` bytes exceed ``--max-gb``. The ratios behind the
+targets between our chunked functions are also timed side by side in one process, calls
+interleaved, so that load from other jobs falls on each alike. A last table gives the
+mean squared error of the gradient estimate of the sphere, whose exact smoothed gradient
+is ``2 x``, for optax and our sampling options.
 
 Usage::
 
@@ -53,6 +57,7 @@ KIND_LABELS = {
 }
 UNCHUNKED_KINDS = ("optax", "dropin")
 SWEPT = ("fast", "grad")  # kinds compared across chunk sizes
+INTERLEAVED = ("floor", "fast", "grad")  # kinds also timed side by side in one process
 OBJECTIVES = {"sphere": "sum(x**2)", "abs": "sum(abs(x))"}
 ACCURACY_OPTIONS = (
     # name, label, use_baseline, antithetic, orthogonal, implementation
@@ -165,21 +170,49 @@ def time_configuration(config):
     compiled = jax.jit(fn).lower(key, x).compile()
     compile_s = time.perf_counter() - start
     jax.block_until_ready(compiled(key, x))  # warm-up call, not timed.
-    times = []
+    times, cpu_times = [], []
     for _ in range(config["repeats"]):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         jax.block_until_ready(compiled(key, x))
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     memory = compiled.memory_analysis()
     temp_mb = None if memory is None else memory.temp_size_in_bytes / MB
     return {
         "time_s": statistics.median(times),
         "times_s": times,
+        "cpu_s": statistics.median(cpu_times),
+        "cpu_times_s": cpu_times,
         "compile_s": compile_s,
         "peak_rss_mb": peak_rss_mb(),
         "base_rss_mb": rss_before,
         "xla_temp_mb": temp_mb,
     }
+
+
+def time_interleaved(config):
+    """Median time per call of several kinds compiled in one process, calls interleaved.
+
+    Load from other jobs then falls on every kind alike, so the ratios between kinds are
+    steadier than those between separate processes (which give the memory figures).
+    """
+    import jax
+
+    key = jax.random.key(0)
+    x = jax.random.normal(jax.random.key(1), (config["d"],))
+    fun = objective(config["objective"])
+    compiled = {}
+    for kind in config["kinds"]:
+        args = (kind, fun, config["num_samples"], config["sigma"], config["chunk_size"])
+        compiled[kind] = jax.jit(make_gradient_fn(*args)).lower(key, x).compile()
+        jax.block_until_ready(compiled[kind](key, x))  # warm-up call, not timed.
+    times = {kind: [] for kind in compiled}
+    for _ in range(config["repeats"]):
+        for kind, fn in compiled.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(key, x))
+            times[kind].append(time.perf_counter() - start)
+    return {"medians_s": {kind: statistics.median(t) for kind, t in times.items()}}
 
 
 def make_accuracy_grad(option, num_samples):
@@ -233,6 +266,8 @@ def gradient_mse(config):
 def run_worker(config):
     if config["kind"] == "accuracy":
         return gradient_mse(config)
+    if config["kind"] == "interleaved":
+        return time_interleaved(config)
     return time_configuration(config)
 
 
@@ -262,6 +297,24 @@ def timing_configs(dims, num_samples, sigma, chunk_size, repeats, max_bytes):
                 config["skip"] = kind in UNCHUNKED_KINDS and noise_bytes(config) > max_bytes
                 configs.append(config)
     return configs
+
+
+def interleaved_configs(dims, num_samples, sigma, chunk_size, repeats):
+    return [
+        {
+            "kind": "interleaved",
+            "kinds": list(INTERLEAVED),
+            "objective": objective_name,
+            "d": d,
+            "num_samples": num_samples,
+            "sigma": sigma,
+            "chunk_size": chunk_size,
+            "repeats": repeats,
+            "skip": False,
+        }
+        for objective_name in OBJECTIVES
+        for d in dims
+    ]
 
 
 def chunk_sweep_configs(d, num_samples, sigma, chunk_sizes, repeats):
@@ -305,26 +358,58 @@ def describe(config):
 def summarize(result):
     if "error" in result:
         return f"FAILED ({result['error']})"
+    if "medians_s" in result:
+        return ", ".join(f"{kind} {t:.4f} s" for kind, t in result["medians_s"].items())
     return (
         f"{result['time_s']:.4f} s/call, compile {result['compile_s']:.2f} s, "
         f"peak RSS {result['peak_rss_mb']:.0f} MB"
     )
 
 
-def run_all(configs, timeout_s, label):
-    """Runs the configurations one after the other, printing a line for each."""
+def merge_rounds(runs):
+    """One result from several rounds: the lowest of the per-process medians.
+
+    Other jobs on the machine only ever add time, so the least disturbed round is the
+    best estimate of the configuration's own cost.
+    """
+    failed = [run for run in runs if "error" in run]
+    if failed or len(runs) == 1:
+        return (failed or runs)[0]
+    return {
+        "time_s": min(run["time_s"] for run in runs),
+        "times_s": [t for run in runs for t in run["times_s"]],
+        "cpu_s": min(run["cpu_s"] for run in runs),
+        "cpu_times_s": [t for run in runs for t in run["cpu_times_s"]],
+        "compile_s": statistics.median(run["compile_s"] for run in runs),
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+        "base_rss_mb": max(run["base_rss_mb"] for run in runs),
+        "xla_temp_mb": runs[0]["xla_temp_mb"],
+    }
+
+
+def run_all(configs, timeout_s, label, rounds=1):
+    """Runs the configurations ``rounds`` times over, printing a line for each run.
+
+    Rounds go through every configuration before repeating any, so that a slow spell of
+    a shared machine does not fall on a single configuration.
+    """
     started = time.perf_counter()
-    for index, config in enumerate(configs, 1):
-        prefix = f"[{label} {index}/{len(configs)}] {describe(config)}"
-        if config["skip"]:
-            config["result"] = {"skipped": True}
-            gigabytes = noise_bytes(config) / 1e9
-            print(f"{prefix}: does not fit (~{gigabytes:.0f} GB), skipped", flush=True)
-            continue
-        print(f"{prefix}: running ...", flush=True)
-        config["result"] = run_subprocess(config, timeout_s)
-        elapsed = time.perf_counter() - started
-        print(f"{prefix}: {summarize(config['result'])} [{elapsed:.0f} s]", flush=True)
+    runs = {id(config): [] for config in configs}
+    for round_index in range(1, rounds + 1):
+        for index, config in enumerate(configs, 1):
+            prefix = f"[{label} {round_index}/{rounds}: {index}/{len(configs)}] {describe(config)}"
+            if config["skip"]:
+                if round_index == 1:
+                    gigabytes = noise_bytes(config) / 1e9
+                    print(f"{prefix}: does not fit (~{gigabytes:.0f} GB), skipped", flush=True)
+                continue
+            print(f"{prefix}: running ...", flush=True)
+            result = run_subprocess(config, timeout_s)
+            runs[id(config)].append(result)
+            elapsed = time.perf_counter() - started
+            print(f"{prefix}: {summarize(result)} [{elapsed:.0f} s]", flush=True)
+    for config in configs:
+        config["result"] = {"skipped": True} if config["skip"] else merge_rounds(runs[id(config)])
     return configs
 
 
@@ -354,6 +439,10 @@ def fmt_time(result):
     return f"{result['time_s']:.3g}"
 
 
+def fmt_cpu(result):
+    return f"{result['cpu_s']:.3g}" if ok(result) else "-"
+
+
 def fmt_compile(result):
     return f"{result['compile_s']:.2f}" if ok(result) else "-"
 
@@ -372,10 +461,10 @@ def fmt_temp(result):
     return f"{result['xla_temp_mb']:.0f}"
 
 
-def ratio(numerator, denominator):
+def ratio(numerator, denominator, field="time_s"):
     if not (ok(numerator) and ok(denominator)):
         return None
-    return numerator["time_s"] / denominator["time_s"]
+    return numerator[field] / denominator[field]
 
 
 def fmt_ratio(value):
@@ -384,9 +473,9 @@ def fmt_ratio(value):
 
 def timing_table(configs, objective_name, dims):
     header = [
-        "| d | configuration | chunk | time / call (s) | vs optax | compile (s) "
-        "| peak RSS (MB) | XLA temp (MB) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| d | configuration | chunk | time / call (s) | vs optax | CPU time / call (s) "
+        "| compile (s) | peak RSS (MB) | XLA temp (MB) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = []
     for d in dims:
@@ -402,7 +491,7 @@ def timing_table(configs, objective_name, dims):
             speedup = ratio(optax_result, result) if kind != "optax" else None
             rows.append(
                 f"| {d:.0e} | {KIND_LABELS[kind]} | {chunk} | {fmt_time(result)} "
-                f"| {fmt_ratio(speedup)} | {fmt_compile(result)} "
+                f"| {fmt_ratio(speedup)} | {fmt_cpu(result)} | {fmt_compile(result)} "
                 f"| {fmt_memory(result, config)} | {fmt_temp(result)} |"
             )
     return "\n".join(header + rows)
@@ -454,10 +543,21 @@ def accuracy_table(result, sigmas, num_samples):
     return "\n".join(lines)
 
 
-def mark(value, passed):
-    if value is None:
-        return "-"
-    return f"{value:.2f}x {'met' if passed else '**MISSED**'}"
+def side_ratio(side_by_side, objective_name, d, top, bottom):
+    """Time ratio of two kinds timed side by side in one process."""
+    for config in side_by_side:
+        if config["objective"] == objective_name and config["d"] == d:
+            medians = config["result"].get("medians_s")
+            return None if medians is None else medians[top] / medians[bottom]
+    return None
+
+
+def verdict(value, passes):
+    return "-" if value is None else f"{value:.2f}x {'met' if passes(value) else '**MISSED**'}"
+
+
+def aside(label, value):
+    return "" if value is None else f" ({label} {value:.2f}x)"
 
 
 def memory_targets(configs, d, num_samples):
@@ -465,13 +565,18 @@ def memory_targets(configs, d, num_samples):
     for kind in ("fast", "grad"):
         result = find(configs, kind=kind, objective="sphere", d=d)
         memory = fmt_memory(result, {"num_samples": num_samples, "d": d})
-        verdict = "-" if not ok(result) else ("met" if result["peak_rss_mb"] < 1024 else "MISSED")
-        lines.append(f"- {KIND_LABELS[kind]}, d={d:.0e}: peak RSS {memory} MB < 1024 MB: {verdict}")
+        passed = "-" if not ok(result) else ("met" if result["peak_rss_mb"] < 1024 else "MISSED")
+        lines.append(f"- {KIND_LABELS[kind]}, d={d:.0e}: peak RSS {memory} MB < 1024 MB: {passed}")
     return lines
 
 
-def targets(configs, dims, num_samples):
-    """The project's speed and memory targets, checked against the measurements."""
+def targets(configs, side_by_side, dims, num_samples):
+    """The project's speed and memory targets, checked against the measurements.
+
+    Ratios between our chunked kinds are judged side by side in one process (separate
+    processes in parentheses); ratios to optax on the separate processes' wall times (CPU
+    time in parentheses).
+    """
     lines = [
         *memory_targets(configs, max(dims), num_samples),
         "",
@@ -482,17 +587,36 @@ def targets(configs, dims, num_samples):
     for objective_name in OBJECTIVES:
         for d in dims:
             pieces = {k: find(configs, kind=k, objective=objective_name, d=d) for k in KINDS}
-            fast_floor = ratio(pieces["fast"], pieces["floor"])
-            grad_fast = ratio(pieces["grad"], pieces["fast"])
             need = 3.0 if objective_name == "sphere" and num_samples * d >= 1e7 else 1.0
-            speedups = [ratio(pieces["optax"], pieces[k]) for k in ("grad", "fast")]
-            cells = [
-                mark(fast_floor, fast_floor is not None and fast_floor <= 1.5),
-                mark(grad_fast, grad_fast is not None and grad_fast <= 2.0),
-                *(mark(s, s is not None and s >= need) for s in speedups),
-            ]
+            cells = []
+            for top, bottom, passes in (
+                ("fast", "floor", lambda r: r <= 1.5),
+                ("grad", "fast", lambda r: r <= 2.0),
+            ):
+                together = side_ratio(side_by_side, objective_name, d, top, bottom)
+                apart = ratio(pieces[top], pieces[bottom])
+                cells.append(verdict(together, passes) + aside("separate", apart))
+            for kind in ("grad", "fast"):
+                wall = ratio(pieces["optax"], pieces[kind])
+                cpu = ratio(pieces["optax"], pieces[kind], "cpu_s")
+                cells.append(verdict(wall, lambda r, need=need: r >= need) + aside("CPU", cpu))
             lines.append(f"| {objective_name} | {d:.0e} | {' | '.join(cells)} | {need:g}x |")
     return "\n".join(lines)
+
+
+def library_version():
+    """The commit of the checkout, and whether es_toolkit/ differs from it."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*command):
+        proc = subprocess.run(["git", *command], cwd=root, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "es_toolkit (no git checkout)"
+    dirty = " with local changes" if git("status", "--porcelain", "es_toolkit") else ""
+    return f"es_toolkit at commit {commit}{dirty}"
 
 
 def machine_description():
@@ -505,7 +629,42 @@ def machine_description():
     return f"{os.cpu_count()}-core CPU ({model}), {platform.system()}"
 
 
-def build_section(args, timing, sweep, accuracy, command):
+def method_notes(args, timing):
+    """How the timing tables were measured, as markdown bullet points."""
+    base = [c["result"]["base_rss_mb"] for c in timing if ok(c["result"])]
+    runtime = f"{min(base):.0f}-{max(base):.0f} MB" if base else "-"
+    directions = args.num_samples // 2
+    return [
+        f"- Gradient of f_sigma at x = normal(key(1), (d,)): num_samples={args.num_samples}, "
+        f"sigma={args.sigma}, Normal noise, baseline on (optax's default).",
+        f"- Each configuration runs in a fresh process, {args.rounds} round(s) through all "
+        f"configurations in turn. Each process times {args.repeats} calls of the jitted "
+        "function after a warm-up call (`block_until_ready`) and takes their median; time / "
+        "call is the lowest of the rounds' medians (other jobs only add time). The "
+        f"chunk-size table is one round of {args.sweep_repeats} calls.",
+        "- CPU time / call: likewise from `time.process_time()` of the same calls, all threads "
+        "of the process. It counts the work done, not the waiting for a core another job "
+        "holds, so it is steadier than wall time on a shared machine; XLA runs 2 threads, "
+        "so CPU time is up to twice wall time.",
+        "- Compile: wall time of `jax.jit(fn).lower(key, x).compile()`.",
+        "- Peak RSS: `ru_maxrss` of that process, including the Python interpreter and JAX "
+        f"runtime ({runtime} before the function is built). XLA temp: the compiled "
+        "program's scratch buffers (`compiled.memory_analysis().temp_size_in_bytes`).",
+        "- vs optax: optax's time divided by the row's (higher is faster). optax and the "
+        "drop-in mode hold all samples at once; they are not run above "
+        f"{args.max_gb:g} GB of estimated memory ({BYTES_PER_SAMPLE_ENTRY} bytes x "
+        "num_samples x d).",
+        f"- Floor: draws the {directions} directions the antithetic fast path needs "
+        "(`normal(fold_in(key, j), (d,))`), chunked identically in a `lax.scan`, and "
+        f"evaluates f at all {args.num_samples} points x +- sigma z, summing the values: no "
+        "estimator work at all.",
+        "- The 2 cores were shared with other jobs while this ran (load average up to 10): "
+        "wall times are noisy, and ratios within about 20% of a target are within the noise. "
+        "Targets are judged on wall time; the CPU-time ratio is given beside each.",
+    ]
+
+
+def build_section(args, timing, side_by_side, sweep, accuracy, command):
     versions = ", ".join(
         f"{name} {importlib.metadata.version(name)}" for name in ("jax", "jaxlib", "optax")
     )
@@ -514,27 +673,13 @@ def build_section(args, timing, sweep, accuracy, command):
         SECTION_TITLE,
         "",
         f"Machine: {machine_description()}; {versions}; Python {platform.python_version()}; "
-        f"{today}. Reproduce with:",
+        f"{library_version()}; {today}. Reproduce with:",
         "",
         "```",
         command,
         "```",
         "",
-        f"Gradient of f_sigma at a random x, num_samples={args.num_samples}, "
-        f"sigma={args.sigma}, "
-        f"Normal noise, baseline on (optax's default). Each configuration runs in its own "
-        f"process: the time is the median of {args.repeats} calls of the jitted function "
-        "after a warm-up call (`block_until_ready`), the compile time is that of "
-        "`jit(fn).lower(key, x).compile()`, the peak RSS is `ru_maxrss` of that process "
-        "(it includes about 150-300 MB for the Python interpreter and JAX runtime) and XLA "
-        "temp is the compiled program's scratch buffer size from `memory_analysis()`. "
-        "\"vs optax\" is optax's time divided by the row's (higher is faster). optax and the "
-        f"drop-in mode hold all samples at once; they are skipped above {args.max_gb:g} GB of "
-        f"estimated memory ({BYTES_PER_SAMPLE_ENTRY} bytes x num_samples x d). The floor "
-        "draws the 500 directions the antithetic fast path needs "
-        "(`normal(fold_in(key, j), (d,))`), chunked identically in a `lax.scan`, and "
-        "evaluates f at all 1000 points x +- sigma z, summing the values: no estimator work "
-        "at all. The machine was shared with other jobs while this ran, so timings are noisy.",
+        *method_notes(args, timing),
     ]
     for objective_name, formula in OBJECTIVES.items():
         parts += ["", f"### f(x) = {formula}", "", timing_table(timing, objective_name, args.dims)]
@@ -547,7 +692,18 @@ def build_section(args, timing, sweep, accuracy, command):
             "",
             chunk_table(sweep, timing, args.sweep_d),
         ]
-    parts += ["", "### Targets", "", targets(timing, args.dims, args.num_samples)]
+    parts += [
+        "",
+        "### Targets",
+        "",
+        "fast / floor and grad / fast: ratio of the three chunked functions compiled in one "
+        f"process and called in turn, median of {args.repeats} calls each (in parentheses: "
+        "the ratio of the separate-process times above). optax ratios: separate-process wall "
+        "time (in parentheses: CPU time). need: 3x on sum(x**2) from num_samples x d = 1e7 "
+        "(d >= 1e4), else 1x.",
+        "",
+        targets(timing, side_by_side, args.dims, args.num_samples),
+    ]
     if accuracy is not None:
         parts += [
             "",
@@ -594,7 +750,9 @@ def parse_args(argv):
     parser.add_argument("--chunk-size", type=int, default=20, help="samples per chunk (even)")
     parser.add_argument("--sweep-chunks", type=int, nargs="*", help="chunk sizes to compare")
     parser.add_argument("--sweep-d", type=float, default=1e6)
-    parser.add_argument("--repeats", type=int, help="timed calls per configuration")
+    parser.add_argument("--repeats", type=int, help="timed calls per configuration and round")
+    parser.add_argument("--rounds", type=int, help="passes over the timing configurations")
+    parser.add_argument("--sweep-repeats", type=int, help="timed calls in the chunk table")
     parser.add_argument("--max-gb", type=float, default=16.0, help="skip unchunked above this")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per process")
     parser.add_argument("--accuracy-keys", type=int)
@@ -608,6 +766,8 @@ def parse_args(argv):
     if args.sweep_chunks is None:
         args.sweep_chunks = [] if quick else [10, 40, 100]
     args.repeats = args.repeats or (2 if quick else 5)
+    args.sweep_repeats = args.sweep_repeats or min(args.repeats, 3)
+    args.rounds = args.rounds or (1 if quick else 2)
     args.accuracy_keys = args.accuracy_keys or (3 if quick else 20)
     if args.output is None and not quick:
         args.output = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -629,9 +789,15 @@ def main(argv=None):
     timing = timing_configs(
         args.dims, args.num_samples, args.sigma, args.chunk_size, args.repeats, max_bytes
     )
-    run_all(timing, args.timeout, "timing")
+    run_all(timing, args.timeout, "timing", args.rounds)
+    side_by_side = interleaved_configs(
+        args.dims, args.num_samples, args.sigma, args.chunk_size, args.repeats
+    )
+    run_all(side_by_side, args.timeout, "interleaved")
     chunks = [c for c in args.sweep_chunks if c != args.chunk_size or args.sweep_d not in args.dims]
-    sweep = chunk_sweep_configs(args.sweep_d, args.num_samples, args.sigma, chunks, args.repeats)
+    sweep = chunk_sweep_configs(
+        args.sweep_d, args.num_samples, args.sigma, chunks, args.sweep_repeats
+    )
     run_all(sweep, args.timeout, "chunk")
     print(f"[accuracy] sphere d={args.accuracy_d}, {args.accuracy_keys} keys ...", flush=True)
     accuracy_config = {
@@ -644,7 +810,7 @@ def main(argv=None):
     # Not timed. One BLAS thread: multithreaded QR (orthogonal=True) crawls on a busy machine.
     accuracy = run_subprocess(accuracy_config, args.timeout, {"OPENBLAS_NUM_THREADS": "1"})
     print(f"[accuracy] {'FAILED ' + accuracy['error'] if 'error' in accuracy else 'done'}")
-    section = build_section(args, timing, sweep, accuracy, reproduce_command(argv))
+    section = build_section(args, timing, side_by_side, sweep, accuracy, reproduce_command(argv))
     if args.output is None:
         print(section)
     else:

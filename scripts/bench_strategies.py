@@ -1,0 +1,1297 @@
+"""Benchmark of es_toolkit's strategies against evosax's implementations of the same algorithms.
+
+For each strategy (OpenAI-ES, PGPE, SNES, ARS), objective (sphere, Rosenbrock, Rastrigin)
+and dimension (d = 100 and d = 10,000), population 256, both libraries run the same
+algorithm with the same hyperparameters from the same start, side by side in one process:
+
+* speed: generations per second of the whole loop, jitted as one ``lax.scan`` over the
+  generations, timed after compilation, median over the runs;
+* quality: the median over 5 seeds of the objective at the final mean.
+
+A second part measures the peak resident memory (``ru_maxrss``) of population 10,000 at
+d = 100,000, each configuration in its own subprocess: ours chunked
+(``strategy(..., chunk_size=C)`` and ``evaluate(..., chunk_size=C)``), evosax as it is
+(it holds the whole population). evosax runs only when XLA's own estimate of its buffers
+fits comfortably in the memory available; otherwise it is reported as not fitting, with
+that estimate, and a smaller calibration size checks the estimate against a measurement.
+
+evosax is a benchmark-only tool, not a dependency of es_toolkit. Install it in a separate
+virtual environment (the dev venv keeps its jax)::
+
+    python3 -m venv .venv-bench
+    .venv-bench/bin/pip install -e . "jax==0.10.2" "jaxlib==0.10.2" "evosax==0.3.2"
+
+Usage::
+
+    OPENBLAS_NUM_THREADS=1 .venv-bench/bin/python scripts/bench_strategies.py          # full
+    OPENBLAS_NUM_THREADS=1 .venv-bench/bin/python scripts/bench_strategies.py --quick  # smoke
+"""
+
+import os
+
+# Single-threaded BLAS, as the comparison asks; set before numpy/jax load OpenBLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import math
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTION_TITLE = "## ES strategies against evosax"
+DOC_INTRO = """# Benchmarks
+
+Speed, memory and accuracy measurements of `es_toolkit`, each produced by a script in
+`scripts/` that rewrites its own section of this file.
+"""
+INSTALL_COMMAND = (
+    'python3 -m venv .venv-bench && .venv-bench/bin/pip install -e . "jax==0.10.2" '
+    '"jaxlib==0.10.2" "evosax==0.3.2"'
+)
+RUN_COMMAND = "OPENBLAS_NUM_THREADS=1 .venv-bench/bin/python scripts/bench_strategies.py"
+RESULT_PREFIX = "BENCH_RESULT "
+STRATEGIES = ("open_es", "pgpe", "snes", "ars")
+LABELS = {"open_es": "OpenAI-ES", "pgpe": "PGPE", "snes": "SNES", "ars": "ARS"}
+EVOSAX_NAMES = {"open_es": "Open_ES", "pgpe": "PGPE", "snes": "SNES", "ars": "ARS"}
+OBJECTIVES = ("sphere", "rosenbrock", "rastrigin")
+# Final values below SOLVED * f(x0) count as the optimum: every coordinate is then within
+# about 1e-6 of the start's scale from it, the float32 resolution of x.
+SOLVED = 1e-12
+WARMUP_MAX_D = 1000  # above it a run lasts seconds and a warm-up call would only cost time
+X0_KEY = 1234  # x0 = objective.init(jax.random.key(X0_KEY), d): uniform in its bounds
+
+# Hyperparameters, identical on both sides, per (strategy, objective, d): the best median
+# final value on evosax over a small grid (3 to 9 candidates; seeds 100..102 at d = 100 with
+# 1,000 generations, 100..101 at d = 10,000 with 100), seeds disjoint from the benchmark's.
+#   open_es: sigma, Adam learning rate          pgpe: sigma_init, ClipUp learning rate
+#   snes: sigma_init (other rates: defaults)    ars: sigma, SGD learning rate
+HYPERPARAMETERS = {
+    ("open_es", "sphere", 100): {"sigma": 0.3, "lr": 0.01},
+    ("open_es", "rosenbrock", 100): {"sigma": 0.03, "lr": 0.05},
+    ("open_es", "rastrigin", 100): {"sigma": 0.3, "lr": 0.2},
+    ("open_es", "sphere", 10_000): {"sigma": 1.0, "lr": 0.2},
+    ("open_es", "rosenbrock", 10_000): {"sigma": 1.0, "lr": 0.2},
+    ("open_es", "rastrigin", 10_000): {"sigma": 0.1, "lr": 0.05},
+    ("pgpe", "sphere", 100): {"sigma": 1.5, "lr": 0.05},
+    ("pgpe", "rosenbrock", 100): {"sigma": 0.1, "lr": 0.05},
+    ("pgpe", "rastrigin", 100): {"sigma": 0.5, "lr": 0.05},
+    ("pgpe", "sphere", 10_000): {"sigma": 0.5, "lr": 1.5},
+    ("pgpe", "rosenbrock", 10_000): {"sigma": 0.1, "lr": 1.5},
+    ("pgpe", "rastrigin", 10_000): {"sigma": 0.1, "lr": 0.5},
+    ("snes", "sphere", 100): {"sigma": 0.3},
+    ("snes", "rosenbrock", 100): {"sigma": 1.0},
+    ("snes", "rastrigin", 100): {"sigma": 1.0},
+    ("snes", "sphere", 10_000): {"sigma": 1.0},
+    ("snes", "rosenbrock", 10_000): {"sigma": 3.0},
+    ("snes", "rastrigin", 10_000): {"sigma": 3.0},
+    ("ars", "sphere", 100): {"sigma": 0.1, "lr": 0.05},
+    ("ars", "rosenbrock", 100): {"sigma": 0.1, "lr": 0.05},
+    ("ars", "rastrigin", 100): {"sigma": 1.0, "lr": 0.05},
+    ("ars", "sphere", 10_000): {"sigma": 0.1, "lr": 1.0},
+    ("ars", "rosenbrock", 10_000): {"sigma": 0.1, "lr": 1.0},
+    ("ars", "rastrigin", 10_000): {"sigma": 0.1, "lr": 0.05},
+}
+PGPE_SIGMA_LR = 0.1  # both libraries' default
+PGPE_MAX_SIGMA_CHANGE = 0.2  # both libraries' default
+CLIPUP_MOMENTUM = 0.9  # both libraries' default; max speed 2 * lr on both sides
+
+
+def missing_evosax_message():
+    return (
+        "evosax is not installed in this environment. It is a benchmark-only tool, kept out\n"
+        "of es_toolkit's dependencies; install it in a separate venv (the dev venv keeps its\n"
+        "jax) from the repository root:\n\n"
+        f"    {INSTALL_COMMAND}\n\n"
+        f"then run:\n\n    {RUN_COMMAND}\n"
+    )
+
+
+def require_evosax():
+    try:
+        import evosax  # noqa: F401
+    except ImportError:
+        sys.stderr.write(missing_evosax_message())
+        sys.exit(2)
+
+
+def log(message):
+    print(message, flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# The two sides of one comparison.
+# --------------------------------------------------------------------------------------
+
+
+def hyperparameters(strategy, objective, d):
+    """The row's hyperparameters; sizes not in the table take those of the nearest d."""
+    known = sorted({key[2] for key in HYPERPARAMETERS})
+    nearest = min(known, key=lambda k: abs(k - d))
+    return HYPERPARAMETERS[(strategy, objective, nearest)]
+
+
+def build_pair(strategy, population_size, x0, hp, chunk_size=None):
+    """(our EvolutionStrategy, evosax algorithm, evosax params) with the same settings."""
+    import jax.numpy as jnp
+    import optax
+    from evosax.algorithms import ARS, PGPE, SNES, Open_ES
+    from evosax.core.fitness_shaping import (
+        centered_rank_fitness_shaping_fn,
+        identity_fitness_shaping_fn,
+        weights_fitness_shaping_fn,
+    )
+    from evosax.core.optimizer import clipup as evosax_clipup
+
+    from es_toolkit import strategies
+
+    n = population_size
+    if strategy == "open_es":
+        ours = strategies.open_es(
+            n,
+            sigma=hp["sigma"],
+            optimizer=optax.adam(hp["lr"]),
+            fitness_shaping="centered_ranks",
+            antithetic=True,
+            chunk_size=chunk_size,
+        )
+        theirs = Open_ES(
+            n,
+            x0,
+            use_antithetic_sampling=True,
+            optimizer=optax.adam(hp["lr"]),
+            std_schedule=optax.constant_schedule(hp["sigma"]),
+            fitness_shaping_fn=centered_rank_fitness_shaping_fn,
+        )
+        return ours, theirs, theirs.default_params
+    if strategy == "pgpe":
+        # ClipUp on both sides: ours v = clip(m v + lr g/|g|, 2 lr); evosax's scales the
+        # same recursion by 1/lr and multiplies back, the same steps (up to its eps=1e-8).
+        ours = strategies.pgpe(
+            n,
+            sigma_init=hp["sigma"],
+            center_learning_rate=hp["lr"],
+            sigma_learning_rate=PGPE_SIGMA_LR,
+            max_sigma_change=PGPE_MAX_SIGMA_CHANGE,
+            fitness_shaping="centered_ranks",
+            chunk_size=chunk_size,
+        )
+        theirs = PGPE(
+            n,
+            x0,
+            optimizer=evosax_clipup(
+                learning_rate=hp["lr"], max_velocity=2 * hp["lr"], momentum=CLIPUP_MOMENTUM
+            ),
+            fitness_shaping_fn=centered_rank_fitness_shaping_fn,
+        )
+        params = theirs.default_params.replace(
+            std_init=hp["sigma"], std_lr=PGPE_SIGMA_LR, std_max_change=PGPE_MAX_SIGMA_CHANGE
+        )
+        return ours, theirs, params
+    if strategy == "snes":
+        # Both: NES rank utilities, mean step 1, sigma rate (3 + log d) / (5 sqrt d).
+        ours = strategies.snes(
+            n,
+            sigma_init=hp["sigma"],
+            learning_rate_mean=1.0,
+            fitness_shaping="nes_utilities",
+            chunk_size=chunk_size,
+        )
+        theirs = SNES(
+            n, x0, optimizer=optax.sgd(1.0), fitness_shaping_fn=weights_fitness_shaping_fn
+        )
+        params = theirs.default_params.replace(std_init=jnp.asarray(hp["sigma"], jnp.float32))
+        return ours, theirs, params
+    if strategy == "ars":
+        theirs = ARS(
+            n,
+            x0,
+            optimizer=optax.sgd(hp["lr"]),
+            std_schedule=optax.constant_schedule(hp["sigma"]),
+            fitness_shaping_fn=identity_fitness_shaping_fn,
+        )
+        # evosax keeps a fixed half of the directions (elite_ratio 0.5): the same top-b.
+        ours = strategies.ars(
+            n,
+            sigma=hp["sigma"],
+            learning_rate=hp["lr"],
+            top_directions=theirs.num_elites,
+            chunk_size=chunk_size,
+        )
+        return ours, theirs, theirs.default_params
+    raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def ours_run(strategy, f, num_generations, chunk_size=None, layout="minimize"):
+    """``run(key, x0) -> f(final mean)``: ask, evaluate, tell for every generation.
+
+    ``layout="minimize"`` (the benchmark) runs the generations as ``minimize`` does: a
+    ``lax.scan`` whose step is ``lax.cond(done, skip, generation, carry)`` with the
+    generation count and a done flag in the carry, and generation ``g`` keyed by
+    ``fold_in(key, g)``; ``minimize``'s best-point tracking, progress and callbacks are
+    left out, and the metrics are unused (so XLA drops them). ``layout="plain"`` makes
+    the same generation the scan body itself, with no ``cond``: XLA then no longer merges
+    the noise that ``tell`` regenerates with the noise ``ask`` drew (see the profile).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from es_toolkit.strategies.base import evaluate
+
+    def fitness_fn(x):
+        return -f(x)  # our strategies maximize
+
+    def generation(key, state, count):
+        gen_key = jax.random.fold_in(key, count)
+        fitness = evaluate(strategy, gen_key, state, fitness_fn, chunk_size)
+        state, _ = strategy.tell(gen_key, state, fitness)
+        return state
+
+    def run_minimize_layout(key, x0):
+        def step(carry, _):
+            state, count, done = carry
+            state = jax.lax.cond(done, lambda s: s, lambda s: generation(key, s, count), state)
+            return (state, count + 1, done | (count + 1 >= num_generations)), None
+
+        carry = (strategy.init(x0), jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+        (state, _, _), _ = jax.lax.scan(step, carry, length=num_generations)
+        return f(state.mean)
+
+    def run_plain(key, x0):
+        def step(state, count):
+            return generation(key, state, count), None
+
+        state, _ = jax.lax.scan(step, strategy.init(x0), jnp.arange(num_generations))
+        return f(state.mean)
+
+    if layout not in ("minimize", "plain"):
+        raise ValueError(f"unknown layout {layout!r}")
+    return run_minimize_layout if layout == "minimize" else run_plain
+
+
+def evosax_run(algorithm, params, f, num_generations):
+    """``run(key, x0) -> f(final mean)`` with evosax's ask, evaluate, tell (it minimizes)."""
+    import jax
+    import jax.numpy as jnp
+
+    def run(key, x0):
+        def step(state, generation):
+            ask_key, tell_key = jax.random.split(jax.random.fold_in(key, generation))
+            population, state = algorithm.ask(ask_key, state, params)
+            fitness = jax.vmap(f)(population)
+            state, _ = algorithm.tell(tell_key, population, fitness, state, params)
+            return state, None
+
+        state = algorithm.init(key, x0, params)
+        state, _ = jax.lax.scan(step, state, jnp.arange(num_generations))
+        return f(algorithm.get_mean(state))
+
+    return run
+
+
+# --------------------------------------------------------------------------------------
+# Speed and quality table.
+# --------------------------------------------------------------------------------------
+
+
+def compile_run(run, x0):
+    import jax
+
+    start = time.perf_counter()
+    compiled = jax.jit(run).lower(jax.random.key(0), x0).compile()
+    return compiled, time.perf_counter() - start
+
+
+def timed_call(compiled, seed, x0):
+    import jax
+
+    key = jax.random.key(seed)
+    start = time.perf_counter()
+    value = compiled(key, x0).block_until_ready()
+    return time.perf_counter() - start, float(value)
+
+
+def compare_row(strategy, objective_name, d, population_size, num_generations, seeds, rounds):
+    """Runs both sides on every seed (alternating which goes first) and summarizes."""
+    import jax
+
+    from es_toolkit import objectives
+
+    objective = objectives.get(objective_name)
+    x0 = objective.init(jax.random.key(X0_KEY), d)
+    hp = hyperparameters(strategy, objective_name, d)
+    ours, theirs, params = build_pair(strategy, population_size, x0, hp)
+    sides = {
+        "ours": compile_run(ours_run(ours, objective.fn, num_generations), x0),
+        "evosax": compile_run(evosax_run(theirs, params, objective.fn, num_generations), x0),
+    }
+    if d <= WARMUP_MAX_D:  # an untimed first execution where runs are short
+        for compiled, _ in sides.values():
+            compiled(jax.random.key(seeds[0]), x0).block_until_ready()
+    times = {side: [] for side in sides}
+    finals = {side: {} for side in sides}
+    for round_index in range(rounds):
+        for i, seed in enumerate(seeds):
+            order = ("ours", "evosax") if (i + round_index) % 2 == 0 else ("evosax", "ours")
+            for side in order:
+                seconds, value = timed_call(sides[side][0], seed, x0)
+                times[side].append(seconds)
+                finals[side][seed] = value
+    row = {
+        "strategy": strategy,
+        "objective": objective_name,
+        "d": d,
+        "population_size": population_size,
+        "num_generations": num_generations,
+        "hyperparameters": hp,
+        "f_x0": float(objective.fn(x0)),
+    }
+    for side in sides:
+        row[side] = {
+            "compile_s": sides[side][1],
+            "times_s": times[side],
+            "gen_per_s": num_generations / statistics.median(times[side]),
+            "finals": [finals[side][seed] for seed in seeds],
+            "median_final": statistics.median(finals[side][seed] for seed in seeds),
+        }
+    row["speed_ratio"] = row["ours"]["gen_per_s"] / row["evosax"]["gen_per_s"]
+    row["speed_met"] = row["speed_ratio"] >= 1.0
+    row["quality_met"] = quality_met(row["ours"]["finals"], row["evosax"]["finals"], row["f_x0"])
+    return row
+
+
+def quality_met(ours, theirs, f_x0):
+    """As good or better, within seed noise: our median is at most evosax's median plus
+    the larger of the two seed spreads (max - min over the seeds). A median below
+    ``SOLVED * f(x0)`` counts as the optimum itself (all three optima are 0)."""
+    ours_median = statistics.median(ours)
+    if math.isnan(ours_median):
+        return False
+    if ours_median <= SOLVED * abs(f_x0):
+        return True
+    noise = max(max(ours) - min(ours), max(theirs) - min(theirs))
+    return ours_median <= statistics.median(theirs) + noise
+
+
+# --------------------------------------------------------------------------------------
+# Memory: each configuration in its own subprocess.
+# --------------------------------------------------------------------------------------
+
+
+def memory_child(config):
+    """Runs one memory configuration in this process and returns its measurements."""
+    import jax
+
+    from es_toolkit import objectives
+
+    objective = objectives.get(config["objective"])
+    d, n, side = config["d"], config["population_size"], config["side"]
+    chunk_size = config.get("chunk_size")
+    x0 = objective.init(jax.random.key(X0_KEY), d)
+    hp = hyperparameters(config["strategy"], config["objective"], d)
+    ours, theirs, params = build_pair(config["strategy"], n, x0, hp, chunk_size=chunk_size)
+    if side == "ours":
+        run = ours_run(ours, objective.fn, config["num_generations"], chunk_size)
+    else:
+        run = evosax_run(theirs, params, objective.fn, config["num_generations"])
+    compiled, compile_s = compile_run(run, x0)
+    analysis = compiled.memory_analysis()
+    estimate = (
+        analysis.temp_size_in_bytes
+        + analysis.argument_size_in_bytes
+        + analysis.output_size_in_bytes
+        + analysis.generated_code_size_in_bytes
+    )
+    result = {
+        **config,
+        "compile_s": compile_s,
+        "xla_bytes": estimate,
+        "rss_before_run_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if config["max_bytes"] is not None and estimate > config["max_bytes"]:
+        return {**result, "ran": False}
+    start = time.perf_counter()
+    value = compiled(jax.random.key(0), x0).block_until_ready()
+    seconds = time.perf_counter() - start
+    return {
+        **result,
+        "ran": True,
+        "seconds_per_generation": seconds / config["num_generations"],
+        "final": float(value),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def available_bytes():
+    """MemAvailable from /proc/meminfo (0 if unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_memory_config(config, timeout):
+    command = [sys.executable, str(Path(__file__).resolve()), "--memory-child", json.dumps(config)]
+    try:
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return {**config, "ran": False, "error": f"timed out after {timeout:.0f} s"}
+    for line in completed.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
+    return {
+        **config,
+        "ran": False,
+        "error": f"exit code {completed.returncode}: {' | '.join(tail)}",
+    }
+
+
+def memory_rows(args):
+    rows = []
+    sizes = [(args.memory_population, args.memory_d, True)]
+    if args.calibration_d:
+        sizes.append((args.memory_population, args.calibration_d, False))
+    for population_size, d, main_size in sizes:
+        for strategy in args.memory_strategies:
+            for side in ("ours", "evosax"):
+                budget = args.evosax_memory_fraction * available_bytes()
+                config = {
+                    "strategy": strategy,
+                    "objective": args.memory_objective,
+                    "side": side,
+                    "population_size": population_size,
+                    "d": d,
+                    "num_generations": args.memory_generations,
+                    "chunk_size": args.chunk_size if side == "ours" else None,
+                    # ours must run whatever the estimate says (the 2 GB target is checked
+                    # on the measurement); evosax only where it cannot exhaust the machine.
+                    "max_bytes": None if side == "ours" else budget,
+                    "main_size": main_size,
+                }
+                log(f"[memory] {side:6s} {LABELS[strategy]:9s} pop {population_size:,} d {d:,} ...")
+                result = run_memory_config(config, args.timeout)
+                log(f"[memory]   -> {describe_memory(result)}")
+                rows.append(result)
+    return rows
+
+
+def describe_memory(result):
+    if result.get("error"):
+        return f"failed: {result['error']}"
+    estimate = f"XLA estimate {result['xla_bytes'] / 1e9:.2f} GB"
+    if not result["ran"]:
+        return f"not run ({estimate} > budget {result['max_bytes'] / 1e9:.1f} GB)"
+    return (
+        f"peak RSS {result['peak_rss_mb']:.0f} MB, {estimate}, "
+        f"{result['seconds_per_generation']:.2f} s/generation"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Where the time goes: OpenAI-ES on the sphere, ours vs evosax vs a noise-once prototype.
+# --------------------------------------------------------------------------------------
+
+PROFILE_VARIANTS = {
+    "evosax": "evosax `Open_ES`: ask, evaluate, tell",
+    "ours": "ours as in the table: each generation a `lax.cond` branch (`minimize`'s layout)",
+    "ours_plain": "ours, the same generation as the plain `lax.scan` body (no `cond`)",
+    "ours_ask": "ours, `evaluate` only (ask + objective, no tell), plain scan",
+    "ours_tell": "ours, `tell` only (fitness given), plain scan",
+    "once": "prototype: our OpenAI-ES with the noise drawn once, plain scan",
+    "once_one_call": "prototype, noise drawn once with one `normal(key, (n/2, d))` call",
+    "noise": "noise only: one draw of the population, es_toolkit's per-member keys",
+    "noise_one_call": "noise only: one draw with one `normal(key, (n/2, d))` call",
+}
+
+
+def profile_runs(d, population_size, num_generations):
+    """``{variant: run(key, x0)}`` for the cost breakdown, all on the sphere."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from es_toolkit import objectives, shaping
+    from es_toolkit import sampling as sampling_lib
+    from es_toolkit.noise import Normal
+    from es_toolkit.strategies.base import ascent_step, evaluate
+
+    f = objectives.sphere
+    n, half = population_size, population_size // 2
+    x0 = objectives.get("sphere").init(jax.random.key(X0_KEY), d)
+    hp = hyperparameters("open_es", "sphere", d)
+    ours, theirs, params = build_pair("open_es", n, x0, hp)
+    sampling = sampling_lib.make_sampling(n, Normal(), antithetic=True)
+    optimizer = optax.adam(hp["lr"])
+    generations = jnp.arange(num_generations)
+
+    def draw_per_member(key, like):  # what ask and tell do: fold_in(key, j) per direction
+        return sampling_lib.sample_directions(sampling, key, 0, half, like)
+
+    def draw_one_call(key, like):  # what evosax does
+        return jax.random.normal(key, (half, like.shape[0]), like.dtype)
+
+    def noise_once(draw):
+        """Our OpenAI-ES update, with the directions drawn once per generation."""
+
+        def run(key, x):
+            def step(carry, generation):
+                mean, opt_state = carry
+                gen_key = jax.random.fold_in(key, generation)
+                z = draw(gen_key, mean)
+                mirrored = jnp.stack([z, -z], axis=1).reshape(n, -1)  # +z_0, -z_0, ...
+                fitness = -jax.vmap(f)(mean + hp["sigma"] * mirrored)
+                weights = shaping.centered_ranks(fitness)
+                noise_sum = jnp.tensordot(weights[0::2] - weights[1::2], z, axes=1)
+                grad = noise_sum / (n * hp["sigma"])
+                return ascent_step(optimizer, opt_state, mean, grad), None
+
+            (mean, _), _ = jax.lax.scan(step, (x, optimizer.init(x)), generations)
+            return f(mean)
+
+        return run
+
+    def ask_only(key, x):
+        state = ours.init(x)
+
+        def step(total, generation):
+            gen_key = jax.random.fold_in(key, generation)
+            return total + jnp.sum(evaluate(ours, gen_key, state, lambda y: -f(y))), None
+
+        return jax.lax.scan(step, jnp.zeros(()), generations)[0]
+
+    def tell_only(key, x):
+        def step(state, generation):
+            gen_key = jax.random.fold_in(key, generation)
+            fitness = jax.random.normal(jax.random.fold_in(gen_key, n), (n,))
+            return ours.tell(gen_key, state, fitness)[0], None
+
+        return f(jax.lax.scan(step, ours.init(x), generations)[0].mean)
+
+    def noise_only(draw):
+        def run(key, x):
+            def step(total, generation):
+                z = draw(jax.random.fold_in(key, generation), x)
+                return total + jnp.sum(z, axis=0), None
+
+            return jnp.sum(jax.lax.scan(step, jnp.zeros_like(x), generations)[0])
+
+        return run
+
+    runs = {
+        "evosax": evosax_run(theirs, params, f, num_generations),
+        "ours": ours_run(ours, f, num_generations),
+        "ours_plain": ours_run(ours, f, num_generations, layout="plain"),
+        "ours_ask": ask_only,
+        "ours_tell": tell_only,
+        "once": noise_once(draw_per_member),
+        "once_one_call": noise_once(draw_one_call),
+        "noise": noise_only(draw_per_member),
+        "noise_one_call": noise_only(draw_one_call),
+    }
+    return runs, x0
+
+
+def count_loops(compiled):
+    """While loops in a compiled program, less the generation loop itself: on CPU each
+    threefry hash (a key fold, a split or a bulk draw) is one 5-round while loop."""
+    return len(re.findall(r"\bwhile\(", compiled.as_text())) - 1
+
+
+def median_times(compiled, x0, repeats):
+    """Median seconds per run of each compiled program, interleaved, after one warm-up."""
+    import jax
+
+    for program in compiled.values():
+        program(jax.random.key(0), x0).block_until_ready()
+    times = {name: [] for name in compiled}
+    for repeat in range(repeats):
+        for name, program in compiled.items():
+            times[name].append(timed_call(program, repeat, x0)[0])
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def profile_rows(args):
+    results = []
+    for d, generations in zip(args.dims, args.profile_generations, strict=True):
+        log(f"[profile] OpenAI-ES sphere d={d:,} pop={args.population_size}, {generations} gens")
+        runs, x0 = profile_runs(d, args.population_size, generations)
+        compiled = {name: compile_run(run, x0)[0] for name, run in runs.items()}
+        seconds = median_times(compiled, x0, args.profile_repeats)
+        row = {
+            "d": d,
+            "num_generations": generations,
+            "us_per_generation": {name: 1e6 * s / generations for name, s in seconds.items()},
+            "loops": {name: count_loops(program) for name, program in compiled.items()},
+            "finals": {name: timed_call(compiled[name], 0, x0)[1] for name in ("ours", "once")},
+        }
+        for name, us in row["us_per_generation"].items():
+            log(f"[profile]   {name:15s} {us:10.1f} us/generation, {row['loops'][name]} loops")
+        results.append(row)
+    return results
+
+
+def layout_rows(args):
+    """Every strategy on the sphere at the first d: both layouts of ours against evosax."""
+    import jax
+
+    from es_toolkit import objectives
+
+    d, generations = args.dims[0], args.profile_generations[0]
+    objective = objectives.get("sphere")
+    x0 = objective.init(jax.random.key(X0_KEY), d)
+    rows = []
+    for strategy in args.memory_strategies if args.quick else args.strategies:
+        log(f"[layout] {LABELS[strategy]} sphere d={d:,}: minimize's layout vs plain scan")
+        hp = hyperparameters(strategy, "sphere", d)
+        ours, theirs, params = build_pair(strategy, args.population_size, x0, hp)
+        runs = {
+            "evosax": evosax_run(theirs, params, objective.fn, generations),
+            "ours": ours_run(ours, objective.fn, generations),
+            "ours_plain": ours_run(ours, objective.fn, generations, layout="plain"),
+        }
+        compiled = {name: compile_run(run, x0)[0] for name, run in runs.items()}
+        seconds = median_times(compiled, x0, args.profile_repeats)
+        row = {
+            "strategy": strategy,
+            "d": d,
+            "num_generations": generations,
+            "gen_per_s": {name: generations / s for name, s in seconds.items()},
+            "loops": {name: count_loops(program) for name, program in compiled.items()},
+        }
+        log(
+            "[layout]   "
+            + ", ".join(f"{name} {rate:.0f} gen/s" for name, rate in row["gen_per_s"].items())
+        )
+        rows.append(row)
+    return rows
+
+
+def minimize_recompile(args):
+    """Seconds of two back-to-back ``minimize`` calls with the same strategy and f."""
+    import jax
+
+    from es_toolkit import minimize, objectives
+
+    d, generations = args.dims[0], min(args.profile_generations[0], 100)
+    objective = objectives.get("sphere")
+    x0 = objective.init(jax.random.key(X0_KEY), d)
+    hp = hyperparameters("open_es", "sphere", d)
+    strategy, _, _ = build_pair("open_es", args.population_size, x0, hp)
+    calls = []
+    for seed in range(2):
+        start = time.perf_counter()
+        minimize(
+            objective.fn,
+            x0,
+            strategy=strategy,
+            num_generations=generations,
+            block_size=generations,
+            key=jax.random.key(seed),
+            progress=False,
+        )
+        calls.append(time.perf_counter() - start)
+    log(f"[minimize] two calls, {generations} generations each: {calls[0]:.2f} s, {calls[1]:.2f} s")
+    return {"d": d, "num_generations": generations, "seconds": calls}
+
+
+def profile_all(args):
+    return {
+        "breakdown": profile_rows(args),
+        "layouts": layout_rows(args),
+        "minimize": minimize_recompile(args),
+    }
+
+
+RECOMMENDATION = """\
+Diagnosis and recommendations, for the es_toolkit owner:
+
+1. **Noise drawn twice unless XLA merges it.** evosax draws the population's noise once
+   and keeps the population array. Ours draws it in `ask` and, by the strategy contract,
+   again in `tell` (`sampling.weighted_sums` regenerates it from the key). The two draws
+   are identical, and XLA merges them when a generation is compiled on its own or as a
+   `lax.cond` branch, which is how `minimize` runs each generation and how the table above
+   runs ours (4 hash loops per generation). It does not merge them when the very same
+   generation is the direct body of a `lax.scan` or `fori_loop`, the loop a user would
+   naturally write (7 hash loops: the per-direction `fold_in`, the per-leaf key split of
+   `optax.tree.random_like` and the bulk draw, twice). There ours drops to the 'plain
+   scan' speeds above, well below evosax, since one draw is most of a generation on CPU.
+   The per-member `fold_in` keys themselves are not the cost: a draw with them costs
+   about what one `normal(key, (n/2, d))` call costs. Recommended change (strategies and
+   `sampling.py`): do not leave this to the compiler. When the population is held at
+   once (`chunk_size` None or at least the population), draw the directions once and
+   hand them to the update, e.g. `sampling.weighted_sums(..., directions=None)` accepting
+   precomputed directions, `tell(key, state, fitness, *, directions=None)` passing them
+   through, and a `base.evaluate_and_tell(strategy, key, state, fitness_fn, chunk_size)`
+   (used by `minimize`) that draws `z = sample_directions(...)` once, evaluates
+   `mean + scale * to_members(z)` and calls `tell(..., directions=z)`. The chunked and
+   sharded paths keep regenerating from the key (that is what bounds their memory), and
+   results do not change: with the same per-member keys the noise-once prototype above
+   returns our final value. Expected speed: the prototype rows, in any loop layout.
+2. **`minimize` recompiles on every call.** `_optimize` wraps a new lambda in `jax.jit`
+   on each call, so every call pays a full compilation (measured below), which dominates
+   repeated short runs (seeds, sweeps, benchmarks; this benchmark therefore writes the
+   loop itself). Recommended change: build the block once per (f, strategy, options),
+   e.g. a module-level `jax.jit` with `f`, `strategy` and the static options as static
+   arguments (a strategy NamedTuple of functions is hashable), or an `lru_cache` around
+   the jitted block.\
+"""
+
+
+def render_profile(args, profile):
+    breakdown, layouts = profile["breakdown"], profile["layouts"]
+    lines = [
+        "### Where the time goes",
+        "",
+        "OpenAI-ES on the sphere, population "
+        f"{args.population_size}, the same settings as above, each variant one jitted "
+        "`lax.scan` over "
+        + ", ".join(f"{p['num_generations']:,} generations at d = {p['d']:,}" for p in breakdown)
+        + f"; time per generation = median over {args.profile_repeats} runs / generations. "
+        "The prototypes are our OpenAI-ES written out (same keys, ranks, fold of mirrored "
+        "pairs, Adam step) with the noise drawn once per generation and used both for the "
+        "members and for the update, as evosax does. 'loops' counts the while loops in the "
+        "compiled generation (on CPU each threefry hash, be it a key fold, a key split or "
+        "a bulk draw, is a 5-round while loop): it shows whether XLA merged the two draws.",
+        "",
+        "| variant | "
+        + " | ".join(f"d = {p['d']:,}: us / gen | x evosax | loops" for p in breakdown)
+        + " |",
+        "|---|" + "---:|---:|---:|" * len(breakdown),
+    ]
+    for name, label in PROFILE_VARIANTS.items():
+        cells = []
+        for p in breakdown:
+            us = p["us_per_generation"][name]
+            cells.append(
+                f"{us:,.0f} | {us / p['us_per_generation']['evosax']:.2f} | {p['loops'][name]}"
+            )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Reading it:", ""]
+    for p in breakdown:
+        us = p["us_per_generation"]
+        lines.append(
+            f"- d = {p['d']:,}: evosax takes {us['evosax']:,.0f} us per generation; ours "
+            f"{us['ours']:,.0f} us in `minimize`'s layout ({p['loops']['ours']} hash loops: "
+            f"one draw) and {us['ours_plain']:,.0f} us as a plain scan body "
+            f"({p['loops']['ours_plain']} loops: two draws), which splits into "
+            f"{us['ours_ask']:,.0f} us of ask + evaluate and {us['ours_tell']:,.0f} us of "
+            f"tell. One draw of the population's noise costs {us['noise']:,.0f} us "
+            f"({us['noise'] / us['evosax']:.0%} of evosax's generation) with our per-member "
+            f"keys and {us['noise_one_call']:,.0f} us as one `normal` call. Drawn once "
+            f"explicitly, our algorithm takes {us['once']:,.0f} us in a plain scan (final "
+            f"value {p['finals']['once']:.6g}, ours {p['finals']['ours']:.6g}: the same "
+            "computation)."
+        )
+    if layouts:
+        d = layouts[0]["d"]
+        lines += [
+            "",
+            f"Every strategy on the sphere at d = {d:,} ({layouts[0]['num_generations']:,} "
+            f"generations, median of {args.profile_repeats} runs): ours in `minimize`'s "
+            "layout (as in the table) and as a plain `lax.scan` body, against evosax.",
+            "",
+            "| strategy | evosax gen/s | ours gen/s (`minimize` layout) | ratio | loops "
+            "| ours gen/s (plain scan) | ratio | loops |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in layouts:
+            rate, loops = r["gen_per_s"], r["loops"]
+            lines.append(
+                f"| {LABELS[r['strategy']]} | {fmt_rate(rate['evosax'])} | "
+                f"{fmt_rate(rate['ours'])} | {rate['ours'] / rate['evosax']:.2f}x | "
+                f"{loops['ours']} | {fmt_rate(rate['ours_plain'])} | "
+                f"{rate['ours_plain'] / rate['evosax']:.2f}x | {loops['ours_plain']} |"
+            )
+    lines += ["", RECOMMENDATION]
+    call = profile.get("minimize")
+    if call:
+        lines += [
+            "",
+            f"Measured: two back-to-back `minimize` calls with the same strategy and "
+            f"objective (OpenAI-ES, sphere, d = {call['d']:,}, {call['num_generations']} "
+            f"generations in one block) took {call['seconds'][0]:.2f} s and "
+            f"{call['seconds'][1]:.2f} s; the generations themselves take about "
+            f"{call['num_generations'] * breakdown[0]['us_per_generation']['ours'] / 1e6:.2f}"
+            " s (profile above).",
+        ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Report.
+# --------------------------------------------------------------------------------------
+
+
+def fmt_value(value):
+    if math.isnan(value):
+        return "nan"
+    if value == 0:
+        return "0"
+    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e5 else f"{value:.2e}"
+
+
+def fmt_rate(value):
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def fmt_final(values):
+    low, high = fmt_value(min(values)), fmt_value(max(values))
+    return f"{fmt_value(statistics.median(values))} [{low}, {high}]"
+
+
+def verdict(row):
+    misses = [
+        name
+        for name, ok in (("speed", row["speed_met"]), ("quality", row["quality_met"]))
+        if not ok
+    ]
+    return "yes" if not misses else f"**no** ({', '.join(misses)})"
+
+
+def speed_table(rows):
+    lines = [
+        "| strategy | objective | d | population | generations | ours gen/s | evosax gen/s "
+        "| speed ratio | ours median final | evosax median final | target met? |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {LABELS[r['strategy']]} | {r['objective']} | {r['d']:,} | "
+            f"{r['population_size']} | {r['num_generations']:,} | "
+            f"{fmt_rate(r['ours']['gen_per_s'])} | {fmt_rate(r['evosax']['gen_per_s'])} | "
+            f"{r['speed_ratio']:.2f}x | {fmt_final(r['ours']['finals'])} | "
+            f"{fmt_final(r['evosax']['finals'])} | {verdict(r)} |"
+        )
+    return "\n".join(lines)
+
+
+def hyperparameter_table(rows):
+    seen, lines = set(), []
+    lines += [
+        "| strategy | objective | d | settings (both sides) |",
+        "|---|---|---:|---|",
+    ]
+    for r in rows:
+        key = (r["strategy"], r["objective"], r["d"])
+        if key in seen:
+            continue
+        seen.add(key)
+        lines.append(
+            f"| {LABELS[r['strategy']]} | {r['objective']} | {r['d']:,} | "
+            f"{describe_hyperparameters(r['strategy'], r['hyperparameters'])} |"
+        )
+    return "\n".join(lines)
+
+
+def describe_hyperparameters(strategy, hp):
+    if strategy == "open_es":
+        return f"sigma {hp['sigma']}, `optax.adam({hp['lr']})`, centered ranks, antithetic"
+    if strategy == "pgpe":
+        return (
+            f"sigma_init {hp['sigma']}, ClipUp lr {hp['lr']} (max speed {2 * hp['lr']:g}, "
+            f"momentum {CLIPUP_MOMENTUM}), sigma lr {PGPE_SIGMA_LR}, max sigma change "
+            f"{PGPE_MAX_SIGMA_CHANGE}, centered ranks, antithetic"
+        )
+    if strategy == "snes":
+        return (
+            f"sigma_init {hp['sigma']}, mean lr 1, sigma lr (3 + ln d) / (5 sqrt d), "
+            "NES rank utilities, no antithetic"
+        )
+    return f"sigma {hp['sigma']}, SGD lr {hp['lr']}, top half of the directions, raw returns"
+
+
+def memory_table(rows, main_size, target_mb):
+    lines = [
+        "| strategy | library | population x d | chunk | peak RSS (MB) | RSS after compile "
+        "(MB) | XLA buffers (GB) | s / generation | under target? |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        if r.get("main_size") != main_size:
+            continue
+        size = f"{r['population_size']:,} x {r['d']:,}"
+        chunk = r["chunk_size"] or "-"
+        xla = f"{r['xla_bytes'] / 1e9:.2f}" if "xla_bytes" in r else "-"
+        base = f"{r['rss_before_run_mb']:.0f}" if "rss_before_run_mb" in r else "-"
+        if r.get("error"):
+            rss, speed, ok = f"failed ({r['error']})", "-", "**no**"
+        elif not r["ran"]:
+            rss = (
+                f"does not fit (not run: XLA needs {r['xla_bytes'] / 1e9:.1f} GB, over "
+                f"{r['max_bytes'] / 1e9:.1f} GB allowed here)"
+            )
+            speed, ok = "-", "**no**"
+        else:
+            rss = f"{r['peak_rss_mb']:.0f}"
+            speed = f"{r['seconds_per_generation']:.2f}"
+            ok = "yes" if r["peak_rss_mb"] < target_mb else "**no**"
+        side = "ours" if r["side"] == "ours" else "evosax"
+        lines.append(
+            f"| {LABELS[r['strategy']]} | {side} | {size} | {chunk} | {rss} | {base} | {xla} | "
+            f"{speed} | {ok} |"
+        )
+    return "\n".join(lines)
+
+
+def summary_lines(rows):
+    speed_ok = sum(r["speed_met"] for r in rows)
+    quality_ok = sum(r["quality_met"] for r in rows)
+    ratios = [r["speed_ratio"] for r in rows]
+    return [
+        f"- Speed (ours >= evosax): met on {speed_ok} of {len(rows)} rows; speed ratio "
+        f"median {statistics.median(ratios):.2f}x, range {min(ratios):.2f}x to "
+        f"{max(ratios):.2f}x.",
+        f"- Final values (as good within seed noise, or better): met on {quality_ok} of "
+        f"{len(rows)} rows.",
+    ]
+
+
+def versions():
+    names = ("jax", "jaxlib", "optax", "evosax", "flax", "numpy")
+    found = []
+    for name in names:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found.append(f"{name} {importlib.metadata.version(name)}")
+    return ", ".join(found)
+
+
+def machine():
+    cpu = "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()}-core {cpu}, {platform.system()}"
+
+
+def run_meta(argv, elapsed):
+    """Where and how a run happened, saved with its results and printed in the report."""
+    return {
+        "argv": argv,
+        "elapsed_s": elapsed,
+        "machine": machine(),
+        "python": platform.python_version(),
+        "versions": versions(),
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def render(args, rows, memory, profile, meta):
+    target_mb = args.memory_target_gb * 1024
+    runs_per_d = ", ".join(
+        f"{len(args.seeds) * rounds} runs at d = {d:,}"
+        for d, rounds in zip(args.dims, args.rounds, strict=True)
+    )
+    d_gens = ", ".join(
+        f"{g:,} at d = {d:,}" for d, g in zip(args.dims, args.generations, strict=True)
+    )
+    parts = [
+        SECTION_TITLE,
+        "",
+        f"Machine: {meta['machine']}; Python {meta['python']}; {meta['versions']}; "
+        f"OPENBLAS_NUM_THREADS={meta['openblas_threads']}; "
+        f"{meta['date']}; whole run {meta['elapsed_s'] / 60:.1f} min. "
+        "The machine was shared with other jobs, so timings are noisy.",
+        "",
+        "evosax is a benchmark-only tool, not an es_toolkit dependency; it lives in its own "
+        "virtual environment next to the dev one (the dev venv's jax is untouched). "
+        "Set up and reproduce from the repository root with:",
+        "",
+        "```",
+        "python3 -m venv .venv-bench",
+        '.venv-bench/bin/pip install -e . "jax==0.10.2" "jaxlib==0.10.2" "evosax==0.3.2"',
+        " ".join([RUN_COMMAND, *reproduce_args(meta["argv"])]).rstrip(),
+        "```",
+        "",
+        "(evosax 0.3.2 needs jax >= 0.5, flax >= 0.10, dotmap and matplotlib; pinning jax "
+        "keeps pip from upgrading it. `--quick` is a one-minute smoke run that prints the "
+        "tables without writing this file.)",
+        "",
+        "### Speed and final values",
+        "",
+        f"Population {args.population_size}, generations {d_gens}; the same algorithm, "
+        "hyperparameters and start on both sides. Start: x0 = `objective.init(key("
+        f"{X0_KEY}), d)`, uniform in the objective's customary bounds, the same x0 for "
+        "every seed and both libraries; the seed only changes the sampling key. Each side "
+        "is one jitted function running every generation in a `lax.scan`. Ours runs "
+        "them the way `minimize` does (each generation a `lax.cond` branch of the scan "
+        "step, skipped once done; `fold_in(key, g)`, `evaluate(strategy, ...)`, i.e. ask "
+        "+ vmapped objective, then `strategy.tell`; fitness = -f), without `minimize`'s "
+        "best-point tracking, progress and callbacks (`minimize` itself recompiles on every "
+        "call, see the last section); evosax's is `fold_in` + `split`, `ask`, vmapped "
+        "objective, `tell` "
+        "(which also tracks its best member, as it always does). Metrics are unused on "
+        "both sides. gen/s = generations / median wall time of a whole run after "
+        f"compilation, over {runs_per_d} (seeds "
+        f"{args.seeds[0]}..{args.seeds[-1]}, the two libraries alternating). Final = f at "
+        f"the final mean; cells give the median over the {len(args.seeds)} seeds and "
+        "[min, max]. Speed ratio = ours gen/s / evosax gen/s. Target met = speed ratio "
+        ">= 1 and final values as good within seed noise: our median at most evosax's "
+        "median plus the larger of the two seed spreads (max - min over the seeds), or "
+        f"below {SOLVED:g} f(x0) (the optimum, 0, to the float32 resolution of x).",
+        "",
+        speed_table(rows),
+        "",
+        *summary_lines(rows),
+        "",
+        "Hyperparameters (identical on both sides, chosen on evosax with seeds disjoint "
+        "from the benchmark's):",
+        "",
+        hyperparameter_table(rows),
+        "",
+    ]
+    if memory:
+        parts += [
+            f"### Memory at population {args.memory_population:,}, d = {args.memory_d:,}",
+            "",
+            f"{args.memory_objective}, {args.memory_generations} generation(s) in the same "
+            "jitted loop as above, each configuration in its own process; peak RSS is that "
+            "process's `ru_maxrss`, and 'RSS after compile' the same just before the run "
+            "(Python, JAX, evosax/flax and compilation: the floor under every row). Ours: "
+            f"`strategy({args.memory_population:_}, ..., chunk_size=C)` "
+            f"with `evaluate(..., chunk_size=C)`, C = {args.chunk_size}, so noise and "
+            "members are only ever held for C members at a time. evosax holds the whole "
+            "population (and its noise) at once. XLA "
+            "buffers = temp + arguments + outputs + code from the compiled program's "
+            "`memory_analysis()`; evosax runs only if that is under "
+            f"{args.evosax_memory_fraction:.0%} of the memory available when it starts, "
+            "so it can never push the shared machine into the OOM killer. Target: ours "
+            f"under {args.memory_target_gb:g} GB.",
+            "",
+            memory_table(memory, True, target_mb),
+            "",
+        ]
+        if any(not r.get("main_size") for r in memory):
+            parts += [
+                f"Calibration at population {args.memory_population:,}, d = "
+                f"{args.calibration_d:,} (one tenth of the size, small enough to run "
+                "evosax): how XLA's estimate compares with the measured peak RSS.",
+                "",
+                memory_table(memory, False, target_mb),
+                "",
+            ]
+    if profile:
+        parts += [render_profile(args, profile), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def write_section(path, section):
+    """Writes ``section`` into ``path``, replacing only an earlier version of it."""
+    text = path.read_text() if path.exists() else DOC_INTRO  # re-read right before writing
+    pattern = re.compile(rf"^{re.escape(SECTION_TITLE)}\n.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section.rstrip() + "\n\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+# --------------------------------------------------------------------------------------
+# Command line.
+# --------------------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--memory-child", help="internal: run one memory configuration")
+    parser.add_argument("--quick", action="store_true", help="~1 minute smoke run, no docs")
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    parser.add_argument("--objectives", nargs="+", choices=OBJECTIVES)
+    parser.add_argument("--dims", type=int, nargs="+")
+    parser.add_argument("--generations", type=int, nargs="+", help="one per d")
+    parser.add_argument("--population-size", type=int, default=256)
+    parser.add_argument("--seeds", type=int, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--rounds", type=int, nargs="+", help="timing passes, one per d")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--memory-strategies", nargs="+", choices=STRATEGIES)
+    parser.add_argument("--memory-population", type=int)
+    parser.add_argument("--memory-d", type=int)
+    parser.add_argument("--calibration-d", type=int, help="smaller d to check XLA's estimate")
+    parser.add_argument("--memory-objective", default="sphere", choices=OBJECTIVES)
+    parser.add_argument("--memory-generations", type=int, default=1)
+    parser.add_argument("--chunk-size", type=int, default=200, help="ours, memory part (even)")
+    parser.add_argument("--memory-target-gb", type=float, default=2.0)
+    parser.add_argument(
+        "--evosax-memory-fraction",
+        type=float,
+        default=0.4,
+        help="run evosax's memory configuration only below this share of available memory",
+    )
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per subprocess")
+    parser.add_argument("--output", type=Path, help="markdown file to update")
+    parser.add_argument("--no-docs", action="store_true", help="print only")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--from-json", type=Path, help="only rebuild the report from a --json file")
+    parser.add_argument("--skip-profile", action="store_true", help="no cost breakdown")
+    parser.add_argument("--profile-generations", type=int, nargs="+", help="one per d")
+    parser.add_argument("--profile-repeats", type=int)
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.objectives = args.objectives or (["sphere"] if quick else list(OBJECTIVES))
+    args.dims = args.dims or ([100] if quick else [100, 10_000])
+    default_generations = {100: 100 if quick else 1000, 10_000: 100}
+    args.generations = args.generations or [default_generations.get(d, 100) for d in args.dims]
+    if len(args.generations) != len(args.dims):
+        parser.error("give one --generations value per --dims value")
+    args.seeds = list(range(args.seeds or (2 if quick else 5)))
+    args.rounds = args.rounds or [1 if quick or d > 1000 else 3 for d in args.dims]
+    if len(args.rounds) != len(args.dims):
+        parser.error("give one --rounds value per --dims value")
+    args.memory_strategies = args.memory_strategies or (
+        ["open_es"] if quick else list(args.strategies)
+    )
+    args.memory_population = args.memory_population or (1000 if quick else 10_000)
+    args.memory_d = args.memory_d or (10_000 if quick else 100_000)
+    if args.calibration_d is None:
+        args.calibration_d = 0 if quick else 10_000
+    if args.output is None and not quick and not args.no_docs:
+        args.output = ROOT / "docs" / "benchmarks.md"
+    default_profile = {100: 50 if quick else 1000, 10_000: 20}
+    args.profile_generations = args.profile_generations or [
+        default_profile.get(d, 20) for d in args.dims
+    ]
+    args.profile_repeats = args.profile_repeats or (2 if quick else 5)
+    return args
+
+
+def in_fresh_process(fn):
+    """Runs ``fn()`` in a process forked from this one; returns its exit code.
+
+    Linux carries a process's peak RSS across ``exec``: a child started by the big
+    benchmark process reports the parent's ``ru_maxrss`` as its own. A process forked
+    from the child while it is still small (before jax is imported) starts a new count,
+    so its ``ru_maxrss`` is its own peak.
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            fn()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def reproduce_args(argv):
+    """The command-line options that change results (not where the output goes)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--json", "--output"):
+            skip = True
+        elif arg != "--no-docs" and not arg.startswith(("--json=", "--output=")):
+            kept.append(arg)
+    return kept
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.memory_child:
+
+        def child():
+            require_evosax()
+            result = memory_child(json.loads(args.memory_child))
+            print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+        sys.exit(in_fresh_process(child))
+    if args.from_json:
+        rerender(args)
+        return
+    require_evosax()
+    import jax
+
+    start = time.perf_counter()
+    log(
+        f"[setup] {versions()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; "
+        f"devices {jax.devices()}"
+    )
+    rows = []
+    for d, generations, rounds in zip(args.dims, args.generations, args.rounds, strict=True):
+        for objective_name in args.objectives:
+            for strategy in args.strategies:
+                log(
+                    f"[speed] {LABELS[strategy]:9s} {objective_name:10s} d={d:<6,} "
+                    f"pop={args.population_size} gens={generations:,} ..."
+                )
+                row = compare_row(
+                    strategy,
+                    objective_name,
+                    d,
+                    args.population_size,
+                    generations,
+                    args.seeds,
+                    rounds,
+                )
+                rows.append(row)
+                log(
+                    f"[speed]   ours {row['ours']['gen_per_s']:9.1f} gen/s  evosax "
+                    f"{row['evosax']['gen_per_s']:9.1f} gen/s  ratio {row['speed_ratio']:.2f}x"
+                    f" | median final ours {fmt_value(row['ours']['median_final'])} evosax "
+                    f"{fmt_value(row['evosax']['median_final'])} (f(x0) "
+                    f"{fmt_value(row['f_x0'])}) | compile ours {row['ours']['compile_s']:.1f}"
+                    f" s evosax {row['evosax']['compile_s']:.1f} s | {verdict(row)}"
+                )
+    profile = {} if args.skip_profile else profile_all(args)
+    memory = [] if args.skip_memory else memory_rows(args)
+    meta = run_meta(argv, time.perf_counter() - start)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        results = {"meta": meta, "rows": rows, "memory": memory, "profile": profile}
+        args.json.write_text(json.dumps(results, indent=1))
+    report(args, rows, memory, profile, meta)
+
+
+def report(args, rows, memory, profile, meta):
+    section = render(args, rows, memory, profile, meta)
+    print()
+    print(section)
+    if args.output:
+        write_section(args.output, section)
+        log(f"[done] wrote {args.output}; the run took {meta['elapsed_s'] / 60:.1f} min")
+
+
+def rerender(args):
+    """Rebuilds the report from a ``--json`` file (criteria and text as in this script)."""
+    saved = json.loads(args.from_json.read_text())
+    meta = saved["meta"]
+    run_args = parse_args(meta["argv"])
+    run_args.output = args.output
+    for row in saved["rows"]:
+        row["speed_met"] = row["speed_ratio"] >= 1.0
+        row["quality_met"] = quality_met(
+            row["ours"]["finals"], row["evosax"]["finals"], row["f_x0"]
+        )
+    report(run_args, saved["rows"], saved["memory"], saved["profile"], meta)
+
+
+if __name__ == "__main__":
+    main()
