@@ -63,7 +63,56 @@ class TrainConfig:
 # Settings that train each JAX-native task to its threshold quickly on a CPU; the command
 # line starts from these and applies what the user gives.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "CartPole-v1": {"sigma": 0.1, "learning_rate": 0.05, "target_return": 475.0},
+    "CartPole-v1": {
+        "strategy": "open_es",
+        "policy": "linear",
+        "population_size": 64,
+        "num_generations": 100,
+        "sigma": 0.1,
+        "learning_rate": 0.05,
+        "eval_episodes": 100,
+        "target_return": 475.0,
+    },
+    "Acrobot-v1": {
+        "strategy": "pgpe",
+        "policy": "linear",
+        "population_size": 32,
+        "num_generations": 200,
+        "eval_episodes": 100,
+        "target_return": -90.0,
+    },
+    "MountainCar-v0": {
+        "strategy": "pgpe",
+        "policy": "linear",
+        "population_size": 32,
+        "num_generations": 200,
+        "sigma": 1.0,
+        "eval_episodes": 100,
+        "target_return": -115.0,
+    },
+    "MountainCarContinuous-v0": {
+        "strategy": "pgpe",
+        "policy": "linear",
+        "population_size": 16,
+        "num_generations": 200,
+        "sigma": 1.0,
+        "eval_every": 5,
+        "eval_episodes": 100,
+        "target_return": 92.0,
+    },
+    "Pendulum-v1": {
+        "strategy": "snes",
+        "policy": "mlp",
+        "hidden_sizes": (32, 32),
+        "population_size": 32,
+        "num_generations": 1000,
+        "sigma": 0.1,
+        "episodes_per_member": 8,
+        "common_random_numbers": True,
+        "normalize_obs": False,
+        "eval_episodes": 500,
+        "target_return": -165.0,
+    },
 }
 
 
