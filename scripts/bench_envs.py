@@ -147,12 +147,10 @@ def make_jax_runner(env_id: str, num_envs: int, num_steps: int, actions: str):
 
 class JaxCase:
     def __init__(self, env_id, num_envs, num_steps, actions):
-        self.env_id, self.num_envs, self.num_steps, self.actions = (
-            env_id,
-            num_envs,
-            num_steps,
-            actions,
-        )
+        self.env_id = env_id
+        self.num_envs = num_envs
+        self.num_steps = num_steps
+        self.actions = actions
         self.impl = f"ours, {actions}"
         self.fn = None
         self.compile_s = None
@@ -199,7 +197,10 @@ class GymCase:
     ``vector`` (make_vec with vectorization_mode="vector_entry_point")."""
 
     def __init__(self, env_id, kind, num_envs, num_steps):
-        self.env_id, self.kind, self.num_envs, self.num_steps = env_id, kind, num_envs, num_steps
+        self.env_id = env_id
+        self.kind = kind
+        self.num_envs = num_envs
+        self.num_steps = num_steps
         self.impl = GYM_NAMES[kind]
         self.compile_s = None
         self.env = None
@@ -246,30 +247,24 @@ class GymCase:
 
 
 def throughput_cases(args):
+    """The rows, each sized to take roughly 0.1 to 1 s per call on this machine."""
     scale = 0.2 if args.quick else 1.0
 
-    def n_steps(budget):
-        return max(10, int(budget * scale))
+    def n_steps(env_steps, num_envs, cap):
+        return max(10, int(min(cap, env_steps / num_envs) * scale))
 
     cases = []
     for env_id in THROUGHPUT_ENVS:
-        cases.append(GymCase(env_id, "single", 1, n_steps(20_000)))
+        cases.append(GymCase(env_id, "single", 1, n_steps(20_000, 1, 20_000)))
         for n in args.sync_sizes:
-            cases.append(GymCase(env_id, "sync", n, n_steps(20_000 / n)))
+            cases.append(GymCase(env_id, "sync", n, n_steps(20_000, n, 20_000)))
         if env_id == "CartPole-v1":
             for n in args.vector_sizes:
-                cases.append(GymCase(env_id, "vector", n, n_steps(max(200, 2_000_000 / n))))
+                cases.append(GymCase(env_id, "vector", n, n_steps(500_000, n, 20_000)))
         for actions in args.actions:
+            budget = 200_000 if actions == "jax.random" else 8_000_000
             for n in args.sizes:
-                budget = 4_000_000 if actions != "jax.random" else 200_000
-                cases.append(
-                    JaxCase(
-                        env_id,
-                        actions=actions,
-                        num_envs=n,
-                        num_steps=n_steps(min(100_000, budget / n)),
-                    )
-                )
+                cases.append(JaxCase(env_id, n, n_steps(budget, n, 1_000_000), actions))
     return cases
 
 
