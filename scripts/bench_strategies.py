@@ -63,7 +63,6 @@ RUN_COMMAND = "OPENBLAS_NUM_THREADS=1 .venv-bench/bin/python scripts/bench_strat
 RESULT_PREFIX = "BENCH_RESULT "
 STRATEGIES = ("open_es", "pgpe", "snes", "ars")
 LABELS = {"open_es": "OpenAI-ES", "pgpe": "PGPE", "snes": "SNES", "ars": "ARS"}
-EVOSAX_NAMES = {"open_es": "Open_ES", "pgpe": "PGPE", "snes": "SNES", "ars": "ARS"}
 OBJECTIVES = ("sphere", "rosenbrock", "rastrigin")
 # Final values below SOLVED * f(x0) count as the optimum: every coordinate is then within
 # about 1e-6 of the start's scale from it, the float32 resolution of x.
