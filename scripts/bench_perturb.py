@@ -404,6 +404,7 @@ def run_all(configs, timeout_s, label, rounds=1):
                     print(f"{prefix}: does not fit (~{gigabytes:.0f} GB), skipped", flush=True)
                 continue
             print(f"{prefix}: running ...", flush=True)
+            config.setdefault("loads", []).append(os.getloadavg()[0])
             result = run_subprocess(config, timeout_s)
             runs[id(config)].append(result)
             elapsed = time.perf_counter() - started
@@ -629,6 +630,13 @@ def machine_description():
     return f"{os.cpu_count()}-core CPU ({model}), {platform.system()}"
 
 
+def load_range(configs):
+    loads = [load for config in configs for load in config.get("loads", [])]
+    if not loads:
+        return "load not recorded"
+    return f"1-minute load average {min(loads):.1f} to {max(loads):.1f} during this run"
+
+
 def method_notes(args, timing):
     """How the timing tables were measured, as markdown bullet points."""
     base = [c["result"]["base_rss_mb"] for c in timing if ok(c["result"])]
@@ -658,9 +666,9 @@ def method_notes(args, timing):
         "(`normal(fold_in(key, j), (d,))`), chunked identically in a `lax.scan`, and "
         f"evaluates f at all {args.num_samples} points x +- sigma z, summing the values: no "
         "estimator work at all.",
-        "- The 2 cores were shared with other jobs while this ran (load average up to 10): "
-        "wall times are noisy, and ratios within about 20% of a target are within the noise. "
-        "Targets are judged on wall time; the CPU-time ratio is given beside each.",
+        f"- Other jobs may share the cores ({load_range(timing)}): wall times are then "
+        "noisy, and ratios within about 20% of a target are within the noise; see the "
+        "Targets section for how each target is judged.",
     ]
 
 
@@ -673,7 +681,7 @@ def build_section(args, timing, side_by_side, sweep, accuracy, command):
         SECTION_TITLE,
         "",
         f"Machine: {machine_description()}; {versions}; Python {platform.python_version()}; "
-        f"{library_version()}; {today}. Reproduce with:",
+        f"{args.library}; {today}. Reproduce with:",
         "",
         "```",
         command,
@@ -785,6 +793,7 @@ def main(argv=None):
         result = run_worker(json.loads(args.worker))
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return
+    args.library = library_version()  # before the run, which may take an hour
     max_bytes = args.max_gb * 1e9
     timing = timing_configs(
         args.dims, args.num_samples, args.sigma, args.chunk_size, args.repeats, max_bytes
