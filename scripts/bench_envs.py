@@ -43,15 +43,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _benchmarks_doc import write_section
 from es_toolkit.envs import make as make_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION_TITLE = "## JAX environments"
-DOC_INTRO = """# Benchmarks
-
-Speed, memory and accuracy measurements of `es_toolkit`, each produced by a script in
-`scripts/` that rewrites its own section of this file.
-"""
 THROUGHPUT_ENVS = ("CartPole-v1", "Pendulum-v1")
 SOLVE_ENVS = {
     # env id: the final 100-episode return it must reach
@@ -582,19 +578,6 @@ def why_notes(rows):
     ]
 
 
-def write_section(path, section):
-    """Writes ``section`` into ``path``, replacing an earlier version of it if present;
-    re-reads the file right before writing, since other scripts write other sections."""
-    text = path.read_text() if path.exists() else DOC_INTRO
-    pattern = re.compile(rf"^{re.escape(SECTION_TITLE)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 # --------------------------------------------------------------------------------------
 # Command line.
 # --------------------------------------------------------------------------------------
@@ -671,7 +654,7 @@ def main(argv=None):
         payload = {"meta": meta, "throughput": rows, "solve": solved}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     if args.output:
-        write_section(args.output, section)
+        write_section(args.output, SECTION_TITLE, section)
         print(f"wrote the section {SECTION_TITLE!r} of {args.output}", file=sys.stderr)
 
 

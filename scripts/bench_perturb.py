@@ -40,12 +40,9 @@ import sys
 import time
 from pathlib import Path
 
-SECTION_TITLE = "## Perturbed-function transform"
-DOC_INTRO = """# Benchmarks
+from _benchmarks_doc import write_section
 
-Speed, memory and accuracy measurements of `es_toolkit`, each produced by a script in
-`scripts/` that rewrites its own section of this file.
-"""
+SECTION_TITLE = "## Perturbed-function transform"
 RESULT_PREFIX = "BENCH_RESULT "
 KINDS = ("optax", "dropin", "grad", "fast", "floor")
 KIND_LABELS = {
@@ -731,18 +728,6 @@ def build_section(args, timing, side_by_side, sweep, accuracy, command):
     return "\n".join(parts) + "\n"
 
 
-def write_section(path, section):
-    """Writes ``section`` into ``path``, replacing an earlier version of it if present."""
-    text = path.read_text() if path.exists() else DOC_INTRO
-    pattern = re.compile(rf"^{re.escape(SECTION_TITLE)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 # --------------------------------------------------------------------------------------
 # Command line.
 # --------------------------------------------------------------------------------------
@@ -823,7 +808,7 @@ def main(argv=None):
     if args.output is None:
         print(section)
     else:
-        write_section(args.output, section)
+        write_section(args.output, SECTION_TITLE, section)
         print(f"wrote {args.output}")
 
 

@@ -48,13 +48,10 @@ import time
 import traceback
 from pathlib import Path
 
+from _benchmarks_doc import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTION_TITLE = "## ES strategies against evosax"
-DOC_INTRO = """# Benchmarks
-
-Speed, memory and accuracy measurements of `es_toolkit`, each produced by a script in
-`scripts/` that rewrites its own section of this file.
-"""
 INSTALL_COMMAND = (
     'python3 -m venv .venv-bench && .venv-bench/bin/pip install -e . "jax==0.10.2" '
     '"jaxlib==0.10.2" "evosax==0.3.2"'
@@ -1094,18 +1091,6 @@ def render(args, rows, memory, profile, meta):
     return "\n".join(parts).rstrip() + "\n"
 
 
-def write_section(path, section):
-    """Writes ``section`` into ``path``, replacing only an earlier version of it."""
-    text = path.read_text() if path.exists() else DOC_INTRO  # re-read right before writing
-    pattern = re.compile(rf"^{re.escape(SECTION_TITLE)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip() + "\n\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 # --------------------------------------------------------------------------------------
 # Command line.
 # --------------------------------------------------------------------------------------
@@ -1274,7 +1259,7 @@ def report(args, rows, memory, profile, meta):
     print()
     print(section)
     if args.output:
-        write_section(args.output, section)
+        write_section(args.output, SECTION_TITLE, section)
         log(f"[done] wrote {args.output}; the run took {meta['elapsed_s'] / 60:.1f} min")
 
 
