@@ -213,18 +213,24 @@ def _orthogonalize_blocks(gaussian: jax.Array) -> jax.Array:
 
 
 def weighted_sum(
-    sampling: Sampling, key: PRNGKey, like: PyTree, weights: jax.Array, *, squared: bool = False
+    sampling: Sampling,
+    key: PRNGKey,
+    like: PyTree,
+    weights: jax.Array,
+    *,
+    squared: bool = False,
+    directions: PyTree | None = None,
 ) -> PyTree:
     """Sum over members of ``weights[i] * z_i`` (or ``weights[i] * (z_i**2 - 1)``), chunked.
 
     This is the update step shared by the ES strategies: it regenerates every member's
     noise from its key, so the population is never stored. With antithetic pairs the two
     members of a direction are folded first (``z`` is odd, ``z**2 - 1`` even in ``z``),
-    which halves the work.
+    which halves the work. ``directions``: see :func:`weighted_sums`.
     """
     if squared:
-        return weighted_sums(sampling, key, like, None, weights)[1]
-    return weighted_sums(sampling, key, like, weights, None)[0]
+        return weighted_sums(sampling, key, like, None, weights, directions=directions)[1]
+    return weighted_sums(sampling, key, like, weights, None, directions=directions)[0]
 
 
 def weighted_sums(
@@ -233,11 +239,18 @@ def weighted_sums(
     like: PyTree,
     weights: jax.Array | None,
     squared_weights: jax.Array | None,
+    *,
+    directions: PyTree | None = None,
 ) -> tuple[PyTree | None, PyTree | None]:
     """``(sum_i weights[i] z_i, sum_i squared_weights[i] (z_i**2 - 1))`` in one pass.
 
     Strategies that adapt sigma (PGPE, SNES) need both; sharing the pass generates the
     noise once. Either weight vector may be ``None`` to skip its sum.
+
+    ``directions``, when given, is the noise of every direction as
+    ``sample_directions(sampling, key, 0, num_directions(sampling), like)`` returns it
+    (already drawn, e.g. to build the members): it is used instead of regenerating the
+    noise from ``key``, in one unchunked pass, with the same result.
     """
     folded = (
         None if weights is None else _fold_pairs(sampling, weights, odd=True),
@@ -249,8 +262,7 @@ def weighted_sums(
         w = jax.lax.dynamic_slice_in_dim(w, start * size, count * size)
         return jax.tree.map(lambda leaf: jnp.tensordot(w, leaf, axes=1), z)
 
-    def chunk_sum(start, count):
-        z = sample_directions(sampling, key, start, count, like)
+    def sums(z, start, count):
         linear, square = folded
         return (
             None if linear is None else contract(linear, z, start, count),
@@ -259,7 +271,28 @@ def weighted_sums(
             else contract(square, jax.tree.map(lambda leaf: leaf**2 - 1, z), start, count),
         )
 
-    return sweep(sampling, like, chunk_sum)
+    if directions is not None:
+        check_directions(sampling, like, directions)
+        return sums(directions, 0, num_directions(sampling))
+    return sweep(
+        sampling,
+        like,
+        lambda start, count: sums(
+            sample_directions(sampling, key, start, count, like), start, count
+        ),
+    )
+
+
+def check_directions(sampling: Sampling, like: PyTree, directions: PyTree) -> None:
+    """Raises unless ``directions`` is shaped like the noise of the whole population."""
+    count = num_directions(sampling)
+    expected = [((count, *jnp.shape(p)), jnp.result_type(p)) for p in jax.tree.leaves(like)]
+    got = [(jnp.shape(z), jnp.result_type(z)) for z in jax.tree.leaves(directions)]
+    if jax.tree.structure(directions) != jax.tree.structure(like) or got != expected:
+        raise ValueError(
+            "directions must hold the noise of every direction, shaped like params with a "
+            f"leading axis of {count} (num_directions); got {got}, expected {expected}."
+        )
 
 
 def _fold_pairs(sampling: Sampling, weights: jax.Array, *, odd: bool) -> jax.Array:

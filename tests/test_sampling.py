@@ -86,6 +86,40 @@ def test_sweep_sums_chunks_with_remainder():
 
 
 @pytest.mark.parametrize(
+    "options",
+    [{}, {"antithetic": True}, {"orthogonal": True}, {"antithetic": True, "orthogonal": True}],
+)
+def test_weighted_sums_with_given_directions_equal_regenerated(options):
+    """Directions already drawn (as ask draws them) give the sums that regenerating them
+    from the key gives, chunked or not; the key is then unused."""
+    sampling = sampling_lib.make_sampling(12, Normal(), **options)
+    chunked = sampling_lib.make_sampling(12, Normal(), chunk_size=4, **options)
+    n_dirs = sampling_lib.num_directions(sampling)
+    z = sampling_lib.sample_directions(sampling, KEY, 0, n_dirs, LIKE)
+    w, v = jnp.linspace(-1.0, 1.0, 12), jnp.cos(jnp.arange(12.0))
+    want = sampling_lib.weighted_sums(sampling, KEY, LIKE, w, v)
+    other_key = jax.random.key(99)
+    got = sampling_lib.weighted_sums(sampling, other_key, LIKE, w, v, directions=z)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+        np.testing.assert_array_equal(a, b)
+    from_chunks = sampling_lib.weighted_sums(chunked, KEY, LIKE, w, v)
+    for a, b in zip(jax.tree.leaves(from_chunks), jax.tree.leaves(got), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    squared = sampling_lib.weighted_sum(sampling, other_key, LIKE, v, squared=True, directions=z)
+    for a, b in zip(jax.tree.leaves(want[1]), jax.tree.leaves(squared), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_given_directions_of_the_wrong_shape_are_named():
+    sampling = sampling_lib.make_sampling(8, Normal(), antithetic=True)
+    members = sampling_lib.sample_members(sampling, KEY, 0, 4, LIKE)  # 8 members, not 4
+    with pytest.raises(ValueError, match="directions must hold the noise of every direction"):
+        sampling_lib.weighted_sum(sampling, KEY, LIKE, jnp.ones(8), directions=members)
+    with pytest.raises(ValueError, match="leading axis of 4"):
+        sampling_lib.weighted_sum(sampling, KEY, LIKE, jnp.ones(8), directions={"w": members["w"]})
+
+
+@pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
         ({"population_size": 0}, ValueError, "population_size must be an int >= 1, got 0"),

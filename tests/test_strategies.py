@@ -17,7 +17,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from es_toolkit import Normal, make_perturbed_fun
-from es_toolkit.strategies import STRATEGIES, ars, clipup, get_strategy, open_es, pgpe, snes
+from es_toolkit import sampling as sampling_lib
+from es_toolkit.strategies import STRATEGIES, ars, base, clipup, get_strategy, open_es, pgpe, snes
 
 NAMES = sorted(STRATEGIES)
 KEY = jax.random.key(7)
@@ -178,6 +179,66 @@ def test_contract(name):
     nothing, nothing_metrics = es.tell(keys[0], state, jnp.full(n, jnp.nan))
     assert int(nothing_metrics["num_non_finite"]) == n
     assert all_finite(nothing)
+
+
+DRAW_ONCE_CASES = [
+    (name, antithetic)
+    for name in NAMES
+    for antithetic in ((True,) if name == "ars" else (False, True))
+]
+
+
+@pytest.mark.parametrize(("name", "antithetic"), DRAW_ONCE_CASES)
+def test_evaluate_and_tell_draws_once_with_the_same_result(name, antithetic):
+    """``evaluate_and_tell`` draws the noise once and gives it to ``tell(directions=)``;
+    the public path (``ask``, then ``tell`` regenerating from the key) gives the same
+    state, metrics and fitness to float rounding, under jit, over 3 generations of a
+    ``lax.scan``. ``tell`` really uses the given directions (any key then gives the same
+    step), and chunked evaluation falls back to regenerating, with the same numbers."""
+    options = {} if name == "ars" else {"antithetic": antithetic}
+    es = get_strategy(name)(10, **options)
+    keys = jax.random.split(KEY, 3)
+
+    def public(state, key):
+        fitness = evaluate(es, key, state)
+        new, metrics = es.tell(key, state, fitness)
+        return new, (metrics, fitness)
+
+    def once(state, key, chunk_size=None):
+        new, metrics, fitness = base.evaluate_and_tell(es, key, state, fitness_fn, chunk_size)
+        return new, (metrics, fitness)
+
+    def run(generation):
+        return jax.jit(lambda s: jax.lax.scan(generation, s, keys))(es.init(PARAMS))
+
+    want = run(public)
+    assert base.draws_once(es, PARAMS)
+    assert_trees_close(run(once), want, rtol=1e-6, atol=1e-7)
+    assert not base.draws_once(es, PARAMS, chunk_size=4)
+    assert_trees_close(run(lambda s, k: once(s, k, 4)), want, rtol=1e-6, atol=1e-7)
+
+    state = es.init(PARAMS)
+    n_dirs = sampling_lib.num_directions(es.sampling)
+    z = sampling_lib.sample_directions(es.sampling, KEY, 0, n_dirs, PARAMS)
+    members = base.members_from_directions(es.sampling, state.mean, es.scale(state), z)
+    assert_trees_equal(members, es.ask(KEY, state))
+    fitness = jax.vmap(fitness_fn)(members)
+    given = es.tell(jax.random.key(99), state, fitness, directions=z)
+    assert_trees_close(given, es.tell(KEY, state, fitness), rtol=1e-6, atol=1e-7)
+
+
+def test_evaluate_and_tell_works_for_a_strategy_without_sampling():
+    """A strategy given only as ``EvolutionStrategy(init, ask, tell, n)`` (``tell`` with
+    no ``directions``) still runs: ``evaluate`` then ``tell``."""
+    inner = open_es(8)
+    es = base.EvolutionStrategy(
+        inner.init, inner.ask, lambda k, s, f: inner.tell(k, s, f), inner.population_size
+    )
+    state = es.init(PARAMS)
+    assert not base.draws_once(es, PARAMS)
+    new, metrics, fitness = base.evaluate_and_tell(es, KEY, state, fitness_fn)
+    assert_trees_close(fitness, evaluate(inner, KEY, state))
+    assert_trees_close((new, metrics), inner.tell(KEY, state, fitness))
 
 
 SPHERE = {

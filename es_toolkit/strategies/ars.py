@@ -22,7 +22,7 @@ References:
     reinforcement learning", NeurIPS 2018. https://arxiv.org/abs/1803.07055
 """
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,10 +77,10 @@ def ars(
     def init(params: PyTree) -> ARSState:
         return ARSState(base.check_params(params), jnp.zeros((), jnp.int32))
 
-    def ask(key: PRNGKey, state: ARSState, start: Any = 0, count: int | None = None) -> PyTree:
-        return base.ask_members(sampling, key, state.mean, sigma_at(state.generation), start, count)
+    def scale(state: ARSState) -> jax.Array:
+        return sigma_at(state.generation)
 
-    def tell(key: PRNGKey, state: ARSState, fitness: jax.Array):
+    def tell(key: PRNGKey, state: ARSState, fitness: jax.Array, directions: PyTree = None):
         fitness = base.check_fitness(fitness, population_size)
         returns = shaping_lib.worst_for_non_finite(fitness)
         plus, minus = returns[0::2], returns[1::2]
@@ -91,7 +91,9 @@ def ars(
             jnp.sum(keep * ((plus - selected_mean) ** 2 + (minus - selected_mean) ** 2)) / (2 * top)
         )
         weights = jnp.repeat(keep, 2) * returns
-        direction_sum = sampling_lib.weighted_sum(sampling, key, state.mean, weights)
+        direction_sum = sampling_lib.weighted_sum(
+            sampling, key, state.mean, weights, directions=directions
+        )
         scale = jnp.where(reward_std > 0, 1.0 / (top * jnp.where(reward_std > 0, reward_std, 1)), 0)
         grad = optax.tree.scale(scale, direction_sum)
         step = learning_rate_at(state.generation)
@@ -104,4 +106,4 @@ def ars(
         }
         return ARSState(mean, state.generation + 1), metrics
 
-    return base.EvolutionStrategy(init, ask, tell, population_size)
+    return base.make_strategy(init, tell, sampling, scale)

@@ -10,6 +10,12 @@ is higher-is-better.
   Asking for a slice lets callers evaluate a huge population chunk by chunk.
 * ``tell(key, state, fitness) -> (state, metrics)``: ``key`` is the one given to ``ask``;
   the noise is regenerated from it, so the population is never passed back or stored.
+
+Strategies built with :func:`make_strategy` (all of ours) also say how their members are
+drawn (``sampling`` and ``scale``), and their ``tell`` accepts ``directions=``, the noise
+already drawn for the whole population. :func:`evaluate_and_tell` uses both: when the
+whole population is held at once it draws the noise once, for the members and the update,
+instead of drawing it in ``ask`` and again in ``tell``; the result is the same.
 """
 
 from collections.abc import Callable
@@ -27,12 +33,19 @@ from es_toolkit.types import PRNGKey, PyTree
 
 
 class EvolutionStrategy(NamedTuple):
-    """A strategy: ``init``, ``ask``, ``tell`` and its population size."""
+    """A strategy: ``init``, ``ask``, ``tell`` and its population size.
+
+    ``sampling`` and ``scale`` are optional: with them (see :func:`make_strategy`) the
+    members are ``state.mean + scale(state) * z`` for the noise ``z`` that ``sampling``
+    draws, and ``tell`` accepts ``directions=``.
+    """
 
     init: Callable[[PyTree], Any]
     ask: Callable[..., PyTree]
-    tell: Callable[[PRNGKey, Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
+    tell: Callable[..., tuple[Any, dict[str, jax.Array]]]
     population_size: int
+    sampling: sampling_lib.Sampling | None = None
+    scale: Callable[[Any], Any] | None = None  # state -> scalar or pytree shaped like mean
 
 
 Schedule = float | Callable[[jax.Array], jax.Array]
@@ -59,6 +72,22 @@ def check_params(params: PyTree) -> PyTree:
     return check_float_tree("params", params)
 
 
+def make_strategy(
+    init: Callable[[PyTree], Any],
+    tell: Callable[..., tuple[Any, dict[str, jax.Array]]],
+    sampling: sampling_lib.Sampling,
+    scale: Callable[[Any], Any],
+) -> EvolutionStrategy:
+    """A strategy whose members are ``state.mean + scale(state) * z``, ``z`` drawn by
+    ``sampling``; ``ask`` is built from them. ``tell(key, state, fitness, directions=None)``
+    must use ``directions`` (see :func:`sampling.weighted_sums`) when given."""
+
+    def ask(key: PRNGKey, state: Any, start: Any = 0, count: int | None = None) -> PyTree:
+        return ask_members(sampling, key, state.mean, scale(state), start, count)
+
+    return EvolutionStrategy(init, ask, tell, sampling.population_size, sampling, scale)
+
+
 def ask_members(
     sampling: sampling_lib.Sampling,
     key: PRNGKey,
@@ -83,7 +112,15 @@ def ask_members(
             f"with antithetic pairs, start and count must be even (whole pairs), got "
             f"start={start}, count={count}."
         )
-    z = sampling_lib.sample_members(sampling, key, start // per, count // per, mean)
+    z = sampling_lib.sample_directions(sampling, key, start // per, count // per, mean)
+    return members_from_directions(sampling, mean, scale, z)
+
+
+def members_from_directions(
+    sampling: sampling_lib.Sampling, mean: PyTree, scale: Any, directions: PyTree
+) -> PyTree:
+    """The members ``mean + scale * z`` of the given directions (mirrored when antithetic)."""
+    z = sampling_lib.to_members(sampling, directions)
     if jax.tree.structure(scale) != jax.tree.structure(mean):
         scale = jax.tree.map(lambda _: scale, mean)
     return jax.tree.map(lambda m, s, zi: m + s * zi, mean, scale, z)
@@ -166,3 +203,45 @@ def evaluate(
         tail = jax.vmap(fitness_fn)(strategy.ask(key, state, num_full * chunk_size, rest))
         fitness = jnp.concatenate([fitness, tail])
     return fitness
+
+
+def draws_once(strategy: EvolutionStrategy, like: PyTree, chunk_size: int | None = None) -> bool:
+    """Whether :func:`evaluate_and_tell` holds the whole population's noise at once: the
+    strategy says how it draws (``sampling``), evaluation is not chunked and its update is
+    one pass anyway."""
+    sampling = strategy.sampling
+    if sampling is None or strategy.scale is None:
+        return False
+    if chunk_size is not None and chunk_size < strategy.population_size:
+        return False
+    total = sampling_lib.num_directions(sampling)
+    return sampling_lib.chunk_directions(sampling, like) >= total
+
+
+def evaluate_and_tell(
+    strategy: EvolutionStrategy,
+    key: PRNGKey,
+    state: Any,
+    fitness_fn: Callable[[PyTree], jax.Array],
+    chunk_size: int | None = None,
+) -> tuple[Any, dict[str, jax.Array], jax.Array]:
+    """One generation: ``(new state, metrics, fitness)``, as ``tell`` after :func:`evaluate`.
+
+    When the whole population is held at once (see :func:`draws_once`) the noise is drawn
+    once, for the members and for ``tell(..., directions=...)``, instead of once in ``ask``
+    and again in ``tell``: the same numbers (up to float rounding) at about half the noise
+    cost. Otherwise members are evaluated ``chunk_size`` at a time and ``tell`` regenerates
+    the noise from ``key``, in O(chunk * d) memory.
+    """
+    if not draws_once(strategy, state.mean, chunk_size):
+        fitness = evaluate(strategy, key, state, fitness_fn, chunk_size)
+        new_state, metrics = strategy.tell(key, state, fitness)
+        return new_state, metrics, fitness
+    sampling = strategy.sampling
+    directions = sampling_lib.sample_directions(
+        sampling, key, 0, sampling_lib.num_directions(sampling), state.mean
+    )
+    members = members_from_directions(sampling, state.mean, strategy.scale(state), directions)
+    fitness = jax.vmap(fitness_fn)(members)
+    new_state, metrics = strategy.tell(key, state, fitness, directions=directions)
+    return new_state, metrics, fitness

@@ -68,14 +68,16 @@ def open_es(
         params = base.check_params(params)
         return OpenESState(params, optimizer.init(params), jax.numpy.zeros((), jax.numpy.int32))
 
-    def ask(key: PRNGKey, state: OpenESState, start: Any = 0, count: int | None = None) -> PyTree:
-        return base.ask_members(sampling, key, state.mean, sigma_at(state.generation), start, count)
+    def scale(state: OpenESState) -> jax.Array:
+        return sigma_at(state.generation)
 
-    def tell(key: PRNGKey, state: OpenESState, fitness: jax.Array):
+    def tell(key: PRNGKey, state: OpenESState, fitness: jax.Array, directions: PyTree = None):
         fitness = base.check_fitness(fitness, population_size)
         sigma_now = sigma_at(state.generation)
         weights = shape(fitness)
-        noise_sum = sampling_lib.weighted_sum(sampling, key, state.mean, weights)
+        noise_sum = sampling_lib.weighted_sum(
+            sampling, key, state.mean, weights, directions=directions
+        )
         grad = optax.tree.scale(1.0 / (population_size * sigma_now), noise_sum)
         if weight_decay:
             grad = optax.tree.add_scale(grad, -weight_decay, state.mean)
@@ -87,4 +89,4 @@ def open_es(
         }
         return OpenESState(mean, opt_state, state.generation + 1), metrics
 
-    return base.EvolutionStrategy(init, ask, tell, population_size)
+    return base.make_strategy(init, tell, sampling, scale)

@@ -104,14 +104,16 @@ def pgpe(
         sigma = jax.tree.map(lambda p: jnp.full_like(p, sigma_init), params)
         return PGPEState(params, sigma, optimizer.init(params), jnp.zeros((), jnp.int32))
 
-    def ask(key: PRNGKey, state: PGPEState, start: Any = 0, count: int | None = None) -> PyTree:
-        return base.ask_members(sampling, key, state.mean, state.sigma, start, count)
+    def scale(state: PGPEState) -> PyTree:
+        return state.sigma
 
-    def tell(key: PRNGKey, state: PGPEState, fitness: jax.Array):
+    def tell(key: PRNGKey, state: PGPEState, fitness: jax.Array, directions: PyTree = None):
         fitness = base.check_fitness(fitness, population_size)
         weights = shape(fitness)
         weights = weights - jnp.mean(weights)  # the baseline b
-        linear, squared = sampling_lib.weighted_sums(sampling, key, state.mean, weights, weights)
+        linear, squared = sampling_lib.weighted_sums(
+            sampling, key, state.mean, weights, weights, directions=directions
+        )
         grad_mean = jax.tree.map(lambda s, t: s * t / population_size, state.sigma, linear)
         grad_sigma = jax.tree.map(lambda s, t: s * t / population_size, state.sigma, squared)
         mean, opt_state = base.ascent_step(optimizer, state.opt_state, state.mean, grad_mean)
@@ -128,4 +130,4 @@ def pgpe(
         }
         return PGPEState(mean, sigma, opt_state, state.generation + 1), metrics
 
-    return base.EvolutionStrategy(init, ask, tell, population_size)
+    return base.make_strategy(init, tell, sampling, scale)

@@ -89,17 +89,17 @@ def snes(
         sigma = jax.tree.map(lambda p: jnp.full_like(p, sigma_init), params)
         return SNESState(params, sigma, jnp.zeros((), jnp.int32))
 
-    def ask(key: PRNGKey, state: SNESState, start: Any = 0, count: int | None = None) -> PyTree:
-        return base.ask_members(sampling, key, state.mean, state.sigma, start, count)
+    def scale(state: SNESState) -> PyTree:
+        return state.sigma
 
-    def tell(key: PRNGKey, state: SNESState, fitness: jax.Array):
+    def tell(key: PRNGKey, state: SNESState, fitness: jax.Array, directions: PyTree = None):
         fitness = base.check_fitness(fitness, population_size)
         utilities = shape(fitness)
         eta_sigma = learning_rate_sigma
         if eta_sigma is None:
             eta_sigma = default_learning_rate_sigma(sampling_lib.flat_size(state.mean))
         grad_z, grad_log = sampling_lib.weighted_sums(
-            sampling, key, state.mean, utilities, utilities
+            sampling, key, state.mean, utilities, utilities, directions=directions
         )
         grad_mean = jax.tree.map(lambda s, g: s * g, state.sigma, grad_z)
         mean = jax.tree.map(
@@ -115,4 +115,4 @@ def snes(
         }
         return SNESState(mean, sigma, state.generation + 1), metrics
 
-    return base.EvolutionStrategy(init, ask, tell, population_size)
+    return base.make_strategy(init, tell, sampling, scale)
