@@ -3,9 +3,11 @@
 The sign lives in the function name. Inside, every strategy maximizes fitness; ``minimize``
 hands it ``-f`` and reports values of ``f``. Generations run jitted, ``block_size`` at a
 time in a ``lax.scan``; between blocks the loop reports progress, calls the callback and
-checks for early stopping.
+checks for early stopping. The jitted block is cached: a second call with the same ``f``,
+``strategy``, ``chunk_size``, ``block_size`` and shapes does not compile again.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -128,30 +130,9 @@ def _optimize(
     def fitness_fn(params):
         return sign * f(params)
 
-    def generation(carry: _Carry) -> tuple[_Carry, dict[str, jax.Array]]:
-        gen_key = jax.random.fold_in(key, carry.generation)
-        fitness = base.evaluate(strategy, gen_key, carry.state, fitness_fn, chunk_size)
-        mean_fitness = fitness_fn(carry.state.mean)
-        best_params, best_fitness = _best_so_far(strategy, gen_key, carry, fitness, mean_fitness)
-        state, metrics = strategy.tell(gen_key, carry.state, fitness)
-        metrics = {
-            **metrics,
-            "best_value": sign * best_fitness,
-            "mean_value": sign * mean_fitness,
-        }
-        done = (best_fitness >= target_fitness) | (carry.generation + 1 >= num_generations)
-        return _Carry(state, best_params, best_fitness, carry.generation + 1, done), metrics
-
-    def step(carry: _Carry, _):
-        skipped = jax.eval_shape(generation, carry)[1]
-        return jax.lax.cond(
-            carry.done,
-            lambda c: (c, jax.tree.map(_placeholder, skipped)),
-            generation,
-            carry,
-        )
-
-    run_block = jax.jit(lambda carry: jax.lax.scan(step, carry, length=block_size))
+    run_block = _block_runner(f, strategy, sign, chunk_size, block_size)
+    num_generations_array = jnp.asarray(num_generations, jnp.int32)
+    target_array = jnp.asarray(target_fitness, jnp.float32)
     initial = strategy.init(x0)
     carry = _Carry(
         initial,
@@ -164,7 +145,7 @@ def _optimize(
     bar = Progress(num_generations, "generation", enabled=progress)
     while True:
         start = int(carry.generation)
-        carry, block_metrics = run_block(carry)
+        carry, block_metrics = run_block(carry, key, target_array, num_generations_array)
         done_now = int(carry.generation)
         block = {
             name: np.asarray(value)[: done_now - start] for name, value in block_metrics.items()
@@ -194,6 +175,64 @@ def _optimize(
         num_generations=int(carry.generation),
         reached_target=bool(carry.best_fitness >= target_fitness),
     )
+
+
+def _block_runner(f, strategy, sign, chunk_size, block_size):
+    """The jitted block for these static settings: cached when they are hashable (``f``
+    and the strategy's functions count by identity), else compiled for this call only."""
+    static = {
+        "f": f,
+        "strategy": strategy,
+        "sign": sign,
+        "chunk_size": chunk_size,
+        "block_size": block_size,
+    }
+    try:
+        hash(tuple(static.values()))
+    except TypeError:
+        return jax.jit(functools.partial(_block, **static))
+    return functools.partial(_cached_block, **static)
+
+
+def _block(
+    carry, key, target_fitness, num_generations, *, f, strategy, sign, chunk_size, block_size
+):
+    """``block_size`` generations from ``carry`` in a ``lax.scan``; generations after the
+    last (``num_generations``) or after reaching ``target_fitness`` are skipped."""
+
+    def fitness_fn(params):
+        return sign * f(params)
+
+    def generation(carry: _Carry) -> tuple[_Carry, dict[str, jax.Array]]:
+        gen_key = jax.random.fold_in(key, carry.generation)
+        state, metrics, fitness = base.evaluate_and_tell(
+            strategy, gen_key, carry.state, fitness_fn, chunk_size
+        )
+        mean_fitness = fitness_fn(carry.state.mean)
+        best_params, best_fitness = _best_so_far(strategy, gen_key, carry, fitness, mean_fitness)
+        metrics = {
+            **metrics,
+            "best_value": sign * best_fitness,
+            "mean_value": sign * mean_fitness,
+        }
+        done = (best_fitness >= target_fitness) | (carry.generation + 1 >= num_generations)
+        return _Carry(state, best_params, best_fitness, carry.generation + 1, done), metrics
+
+    def step(carry: _Carry, _):
+        skipped = jax.eval_shape(generation, carry)[1]
+        return jax.lax.cond(
+            carry.done,
+            lambda c: (c, jax.tree.map(_placeholder, skipped)),
+            generation,
+            carry,
+        )
+
+    return jax.lax.scan(step, carry, length=block_size)
+
+
+_cached_block = jax.jit(
+    _block, static_argnames=("f", "strategy", "sign", "chunk_size", "block_size")
+)
 
 
 def _placeholder(shape: jax.ShapeDtypeStruct) -> jax.Array:

@@ -77,6 +77,43 @@ def test_chunked_evaluation_gives_the_same_run():
     assert chunked.best_value == pytest.approx(whole.best_value, rel=1e-6)
 
 
+def test_a_second_call_does_not_recompile():
+    """The jitted block is cached on (f, strategy, options, shapes): a second call with
+    another key, budget and target traces f no more (f is traced only by compilation;
+    the one eager call per run evaluates x0)."""
+    traces = []
+
+    def counted(x):
+        if isinstance(x, jax.core.Tracer):
+            traces.append(1)
+        return sphere(x)
+
+    strategy = open_es(16, 0.1)
+    options = {"strategy": strategy, "block_size": 10, "progress": False}
+    first = minimize(counted, jnp.ones(3), num_generations=20, **options)
+    compiled = len(traces)
+    assert compiled > 0
+    second = minimize(
+        counted, jnp.ones(3), num_generations=30, key=jax.random.key(5), target=1e-9, **options
+    )
+    assert len(traces) == compiled
+    assert second.num_generations == 30
+    assert second.best_value != first.best_value
+    maximize(lambda x: -counted(x), jnp.ones(3), num_generations=10, **options)
+    assert len(traces) > compiled  # another f: compiled anew
+
+
+def test_unhashable_objective_still_runs():
+    class Unhashable:
+        __hash__ = None
+
+        def __call__(self, x):
+            return sphere(x)
+
+    result = minimize(Unhashable(), jnp.ones(3), num_generations=20, progress=False)
+    assert result.num_generations == 20
+
+
 def test_non_finite_values_are_ranked_worst_and_counted():
     """f is NaN outside the unit box: those members are ranked worst, the run stays finite."""
 
