@@ -20,9 +20,19 @@ import numpy as np
 from es_toolkit import objectives
 from es_toolkit import strategies as strategies_lib
 from es_toolkit.checkpoint import CheckpointError
+from es_toolkit.gym import RolloutError
+from es_toolkit.gym.record import record_episode
 from es_toolkit.optimize import minimize
 from es_toolkit.report import JsonlLog, metrics_rows, plot_curves
-from es_toolkit.train import TrainConfig, evaluate_policy, load_run, task_defaults, train
+from es_toolkit.train import (
+    BACKENDS,
+    TrainConfig,
+    build,
+    evaluate_policy,
+    load_run,
+    task_defaults,
+    train,
+)
 
 LOG_NAME = "metrics.jsonl"
 # Strategies with a fixed sigma call it ``sigma``; adaptive ones start from ``sigma_init``.
@@ -34,7 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileExistsError, CheckpointError) as error:
+    except (
+        ValueError,
+        TypeError,
+        ImportError,
+        FileExistsError,
+        CheckpointError,
+        RolloutError,
+    ) as error:
         parser.exit(2, f"es-toolkit {args.command}: error: {error}\n")
     except KeyboardInterrupt as interrupt:
         parser.exit(130, f"es-toolkit {args.command}: {interrupt or 'interrupted'}\n")
@@ -146,7 +163,7 @@ def run_optimize(args: argparse.Namespace) -> int:
 def add_train_command(commands: Any) -> None:
     cmd = commands.add_parser(
         "train",
-        help="train a policy on a JAX-native environment",
+        help="train a policy on a JAX-native or Gymnasium environment",
         description="Train a policy with an evolution strategy. With no options: CartPole-v1 "
         "with OpenES and a linear policy, until solved.",
     )
@@ -168,6 +185,18 @@ def add_train_command(commands: Any) -> None:
     cmd.add_argument("--common-random-numbers", action="store_true", default=None)
     cmd.add_argument("--seed", type=int)
     cmd.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="jax: a JAX-native port; gymnasium: Gymnasium's env in rollout workers; "
+        "auto (default): the port when there is one",
+    )
+    cmd.add_argument("--num-workers", type=int, help="Gymnasium rollout workers (default: cores)")
+    cmd.add_argument("--max-episode-steps", type=int, help="episode length cap")
+    cmd.add_argument(
+        "--reward-shift", type=float, help="subtracted from each step's reward in training (ARS)"
+    )
+    cmd.add_argument("--top-directions", type=int, help="ARS: directions kept per generation (b)")
+    cmd.add_argument(
         "--out", type=Path, help="output folder (default runs/train-ENV-STRATEGY-seedS)"
     )
     cmd.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -181,7 +210,13 @@ def run_train(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if "hidden_sizes" in given:
         given["hidden_sizes"] = tuple(given["hidden_sizes"])
-    config = TrainConfig(**{**task_defaults(given.get("env", TrainConfig.env)), **given})
+    defaults = task_defaults(given.get("env", TrainConfig.env))
+    if args.top_directions is not None:
+        given["strategy_options"] = {
+            **defaults.get("strategy_options", {}),
+            "top_directions": args.top_directions,
+        }
+    config = TrainConfig(**{**defaults, **given})
     out = args.out or Path("runs") / f"train-{config.env}-{config.strategy}-seed{config.seed}"
     result = train(
         config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
@@ -197,22 +232,51 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_evaluate_command(commands: Any) -> None:
-    cmd = commands.add_parser("evaluate", help="run a trained policy from its checkpoint")
+    cmd = commands.add_parser(
+        "evaluate",
+        help="run a trained policy from its checkpoint",
+        description="Evaluate the best policy of a run, in the run's own environment or in "
+        "Gymnasium's (--backend gymnasium), and optionally record an episode as a GIF or a "
+        "video (MuJoCo envs render headless with MUJOCO_GL=egl).",
+    )
     cmd.add_argument("checkpoint", type=Path)
     cmd.add_argument("--episodes", type=int, default=100)
     cmd.add_argument("--seed", type=int, default=12345)
+    cmd.add_argument("--backend", choices=BACKENDS, help="default: the run's own backend")
+    cmd.add_argument("--num-workers", type=int, help="Gymnasium rollout workers (default: cores)")
+    cmd.add_argument("--gif", type=Path, help="record one episode in Gymnasium's env as a GIF")
+    cmd.add_argument("--video", type=Path, help="record one episode as a video (.mp4)")
     cmd.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     config, task, state = load_run(args.checkpoint)
+    overrides = {"backend": args.backend, "num_workers": args.num_workers}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+        task = build(config)
+    stats = state.best_obs_stats if config.normalize_obs else None
     returns = evaluate_policy(
         task, config, state.best_params, state.best_obs_stats, args.episodes, seed=args.seed
     )
     print(
-        f"{config.env}: mean return {returns.mean():.2f} +- {returns.std():.2f} over "
-        f"{args.episodes} episodes"
+        f"{config.env} ({task.backend}): mean return {returns.mean():.2f} +- "
+        f"{returns.std():.2f} over {args.episodes} episodes"
     )
+    for path in (args.gif, args.video):
+        if path is not None:
+            params = jax.tree.map(np.asarray, state.best_params)
+            episode = record_episode(
+                config.env,
+                task.policy.numpy_apply,
+                params,
+                stats,
+                path,
+                seed=args.seed,
+                max_episode_steps=config.max_episode_steps,
+            )
+            print(f"recorded {path}: return {episode.total:.2f} in {episode.length} steps")
     return 0
 
 

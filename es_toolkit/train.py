@@ -1,12 +1,13 @@
-"""Training policies on JAX-native environments with evolution strategies.
+"""Training policies with evolution strategies, on JAX-native or Gymnasium environments.
 
-One generation (ask, the whole population's episodes, tell, observation statistics merged
-over the population) is one jitted step; ``eval_every`` generations run as one jitted
-block, followed by an evaluation of the mean policy, a log block, a checkpoint and a
-progress line. Every random draw derives from ``(seed, generation)``, so a run resumed from
-its checkpoint continues with exactly the numbers of a run that was never stopped.
+One block of ``eval_every`` generations (see ``generations``: jitted whole for a JAX env,
+episodes in rollout worker processes for a Gymnasium env) is followed by an evaluation of
+the mean policy, a log block, a checkpoint and a progress line. Every random draw derives
+from ``(seed, generation)``, so a run resumed from its checkpoint continues with exactly the
+numbers of a run that was never stopped.
 """
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -18,19 +19,30 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from es_toolkit import rollout
+from es_toolkit import generations, rollout
+from es_toolkit import gym as gym_lib
 from es_toolkit import strategies as strategies_lib
 from es_toolkit._validate import check_int
 from es_toolkit.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from es_toolkit.envs import make as make_env
-from es_toolkit.policies import ObsStats, init_obs_stats, make_policy, merge_obs_stats
+from es_toolkit.envs import registered as registered_envs
+from es_toolkit.policies import ObsStats, init_obs_stats, make_policy
 from es_toolkit.progress import Progress
 from es_toolkit.report import JsonlLog, metrics_rows, plot_curves, read_jsonl
 
 LOG_NAME = "metrics.jsonl"
 CHECKPOINT_NAME = "checkpoint.npz"
 # Fields that define what is trained: a resumed run must agree on them.
-IDENTITY_FIELDS = ("env", "strategy", "policy", "hidden_sizes", "population_size", "seed")
+IDENTITY_FIELDS = (
+    "env",
+    "backend",
+    "strategy",
+    "policy",
+    "hidden_sizes",
+    "population_size",
+    "seed",
+)
+BACKENDS = ("auto", "jax", "gymnasium")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +63,11 @@ class TrainConfig:
     common_random_numbers: bool = False
     target_return: float | None = None  # stop once the mean policy's evaluation reaches it
     seed: int = 0
+    backend: str = "auto"  # "jax" (a JAX-native port), "gymnasium", or "auto": jax if ported
+    num_workers: int | None = None  # Gymnasium rollout worker processes (default: one per core)
+    max_episode_steps: int | None = None  # episode length cap (default: the env's time limit)
+    reward_shift: float = 0.0  # subtracted from every step's reward in training fitness (ARS)
+    strategy_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. ARS's b
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "hidden_sizes": list(self.hidden_sizes)}
@@ -140,25 +157,66 @@ class TrainResult(NamedTuple):
 
 
 class Task(NamedTuple):
-    """What a config builds: the environment, its params, the policy and the strategy."""
+    """What a config builds: the environment, its params, the policy and the strategy.
+
+    With the Gymnasium backend, ``env`` is the ``WorkerSpec`` rollout workers build their
+    envs from and ``env_params`` is None.
+    """
 
     env: Any
     env_params: Any
     policy: Any
     strategy: strategies_lib.EvolutionStrategy
+    backend: str = "jax"
+    observation_shape: tuple[int, ...] = ()
+
+
+def resolve_backend(config: TrainConfig) -> str:
+    """``jax`` or ``gymnasium``: ``auto`` picks the JAX-native port when there is one."""
+    if config.backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}.")
+    if config.backend == "auto":
+        return "jax" if config.env in registered_envs() else "gymnasium"
+    if config.backend == "jax" and config.env not in registered_envs():
+        raise ValueError(
+            f"env {config.env!r} has no JAX-native port (ported: {', '.join(registered_envs())}); "
+            "use backend gymnasium."
+        )
+    return config.backend
 
 
 def build(config: TrainConfig) -> Task:
-    env = make_env(config.env)
-    env_params = env.default_params
     policy_options = {"hidden_sizes": config.hidden_sizes} if config.policy == "mlp" else {}
-    policy = make_policy(
-        config.policy,
-        env.observation_space(env_params),
-        env.action_space(env_params),
-        **policy_options,
+    backend = resolve_backend(config)
+    if backend == "gymnasium":
+        env = gym_lib.make_env(config.env, max_episode_steps=config.max_episode_steps)
+        observation_space, action_space = env.observation_space, env.action_space
+        env.close()
+        env = gym_lib.WorkerSpec(
+            config.env, config.policy, policy_options, config.max_episode_steps
+        )
+        env_params = None
+    else:
+        env = make_env(config.env)
+        env_params = env.default_params
+        if config.max_episode_steps is not None:
+            check_int("max_episode_steps", config.max_episode_steps, minimum=1)
+            env_params = dataclasses.replace(
+                env_params, max_steps_in_episode=config.max_episode_steps
+            )
+        observation_space = env.observation_space(env_params)
+        action_space = env.action_space(env_params)
+    policy = make_policy(config.policy, observation_space, action_space, **policy_options)
+    if backend == "gymnasium" and policy.numpy_apply is None:
+        raise ValueError(f"the {config.policy} policy has no NumPy forward pass for workers.")
+    return Task(
+        env,
+        env_params,
+        policy,
+        build_strategy(config),
+        backend,
+        tuple(observation_space.shape),
     )
-    return Task(env, env_params, policy, build_strategy(config))
 
 
 def build_strategy(config: TrainConfig) -> strategies_lib.EvolutionStrategy:
@@ -177,13 +235,13 @@ def build_strategy(config: TrainConfig) -> strategies_lib.EvolutionStrategy:
     elif name == "ars":
         options.update({} if sigma is None else {"sigma": sigma})
         options.update({} if lr is None else {"learning_rate": lr})
-    return strategies_lib.get_strategy(name)(n, **options)
+    return strategies_lib.get_strategy(name)(n, **{**options, **config.strategy_options})
 
 
 def init_state(config: TrainConfig, task: Task) -> TrainState:
     key = jax.random.key(config.seed)
     params = task.policy.init(jax.random.fold_in(key, 0))
-    stats = init_obs_stats(task.env.observation_space(task.env_params).shape)
+    stats = init_obs_stats(task.observation_shape)
     return TrainState(
         task.strategy.init(params),
         stats,
@@ -195,63 +253,19 @@ def init_state(config: TrainConfig, task: Task) -> TrainState:
     )
 
 
-def make_block(config: TrainConfig, task: Task):
+def make_block(config: TrainConfig, task: Task, pool: Any = None):
     """``block(state) -> (state, per-generation metrics, eval returns)``: ``eval_every``
-    generations, then ``eval_episodes`` episodes of the mean policy."""
-    run_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-    eval_key = jax.random.fold_in(jax.random.key(config.seed), 2)
-    strategy, env, env_params, apply = task.strategy, task.env, task.env_params, task.policy.apply
+    generations, then ``eval_episodes`` episodes of the mean policy (see ``generations``)."""
+    if task.backend == "gymnasium":
+        return generations.make_gym_block(config, task, pool)
+    return generations.make_jax_block(config, task)
 
-    def stats_for_policy(stats):
-        return stats if config.normalize_obs else None
 
-    def generation(state: TrainState, _):
-        key = jax.random.fold_in(run_key, state.generation)
-        population = strategy.ask(key, state.strategy_state)
-        episodes = rollout.evaluate_population(
-            key,
-            env,
-            env_params,
-            apply,
-            population,
-            stats_for_policy(state.obs_stats),
-            config.episodes_per_member,
-            common_random_numbers=config.common_random_numbers,
-        )
-        strategy_state, metrics = strategy.tell(key, state.strategy_state, episodes.returns)
-        metrics = {name.replace("fitness_", "return_"): value for name, value in metrics.items()}
-        steps = jnp.sum(episodes.lengths)
-        state = state._replace(
-            strategy_state=strategy_state,
-            obs_stats=merge_obs_stats(state.obs_stats, episodes.obs_stats),
-            generation=state.generation + 1,
-            env_steps=state.env_steps + steps,
-        )
-        return state, {**metrics, "generation_env_steps": steps}
-
-    def block(state: TrainState):
-        state, metrics = jax.lax.scan(generation, state, length=config.eval_every)
-        mean = state.strategy_state.mean
-        stats = stats_for_policy(state.obs_stats)
-        evaluation = rollout.evaluate(
-            jax.random.fold_in(eval_key, state.generation),
-            env,
-            env_params,
-            apply,
-            mean,
-            stats,
-            config.eval_episodes,
-        )
-        score = jnp.mean(evaluation.returns)
-        better = score > state.best_return
-        state = state._replace(
-            best_params=_where(better, mean, state.best_params),
-            best_obs_stats=_where(better, state.obs_stats, state.best_obs_stats),
-            best_return=jnp.maximum(score, state.best_return),
-        )
-        return state, metrics, evaluation.returns
-
-    return jax.jit(block)
+def rollout_pool(config: TrainConfig, task: Task):
+    """The Gymnasium rollout workers a task needs (a context manager; none for JAX envs)."""
+    if task.backend != "gymnasium":
+        return contextlib.nullcontext()
+    return gym_lib.RolloutPool(task.env, config.num_workers)
 
 
 def train(
@@ -276,7 +290,13 @@ def train(
     out = Path(out)
     config, state, task = _start(config, out, resume=resume, overwrite=overwrite)
     check_int("eval_every", config.eval_every, minimum=1)
-    block = make_block(config, task)
+    with rollout_pool(config, task) as pool:
+        state = _run_blocks(config, state, out, make_block(config, task, pool), progress)
+        return _finish(config, task, state, out, pool)
+
+
+def _run_blocks(config: TrainConfig, state: TrainState, out: Path, block, progress: bool):
+    """Runs blocks until ``num_generations`` or the target, logging and checkpointing each."""
     log = JsonlLog(out / LOG_NAME)
     bar = Progress(config.num_generations, f"train {config.env}", enabled=progress)
     start_time = time.perf_counter()
@@ -319,7 +339,7 @@ def train(
             "resumes with --resume."
         ) from None
     bar.close()
-    return _finish(config, task, state, out)
+    return state
 
 
 def _start(config, out, *, resume, overwrite):
@@ -365,9 +385,9 @@ def _truncate_log(path: Path, generations: int) -> None:
     partial.replace(path)
 
 
-def _finish(config: TrainConfig, task: Task, state: TrainState, out: Path) -> TrainResult:
+def _finish(config: TrainConfig, task: Task, state: TrainState, out: Path, pool) -> TrainResult:
     returns = evaluate_policy(
-        task, config, state.best_params, state.best_obs_stats, config.final_eval_episodes
+        task, config, state.best_params, state.best_obs_stats, config.final_eval_episodes, pool=pool
     )
     rows = read_jsonl(out / LOG_NAME)
     evaluated = [row for row in rows if row.get("eval_return_mean") is not None]
@@ -405,11 +425,25 @@ def _finish(config: TrainConfig, task: Task, state: TrainState, out: Path) -> Tr
 
 
 def evaluate_policy(
-    task: Task, config: TrainConfig, params, obs_stats, num_episodes: int, seed: int = 12345
+    task: Task,
+    config: TrainConfig,
+    params,
+    obs_stats,
+    num_episodes: int,
+    seed: int = 12345,
+    *,
+    pool: Any = None,
 ):
-    """Returns of ``num_episodes`` episodes of a policy, keys independent of training."""
+    """Returns of ``num_episodes`` episodes of a policy, keys independent of training.
+
+    Gymnasium tasks run in ``pool`` (a ``RolloutPool`` for ``task.env``), or in a pool
+    started for the call.
+    """
     key = jax.random.fold_in(jax.random.key(seed), 3)
-    stats = obs_stats if config.normalize_obs else None
+    stats = generations.policy_stats(config, obs_stats)
+    if task.backend == "gymnasium":
+        with contextlib.nullcontext(pool) if pool else rollout_pool(config, task) as workers:
+            return gym_lib.evaluate(workers, key, params, stats, num_episodes).returns
     run = jax.jit(
         lambda k: rollout.evaluate(
             k, task.env, task.env_params, task.policy.apply, params, stats, num_episodes
@@ -428,7 +462,3 @@ def load_run(checkpoint: str | Path) -> tuple[TrainConfig, Task, TrainState]:
 
 def _metadata(config: TrainConfig, state: TrainState) -> dict[str, Any]:
     return {"config": config.to_json(), "generation": int(state.generation)}
-
-
-def _where(condition, new, old):
-    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)

@@ -135,7 +135,7 @@ def test_train_and_evaluate_commands(tmp_path):
         timeout=300,
         check=True,
     )
-    assert "CartPole-v1: mean return" in evaluated.stdout
+    assert "CartPole-v1 (jax): mean return" in evaluated.stdout
     refused = subprocess.run(
         [str(command), "train", *train_args], capture_output=True, text=True, timeout=300
     )

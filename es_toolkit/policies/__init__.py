@@ -12,6 +12,7 @@ after each generation.
 
 from es_toolkit.policies.networks import (
     ACTIVATIONS,
+    NUMPY_ACTIVATIONS,
     POLICIES,
     Policy,
     get_activation,
@@ -26,11 +27,13 @@ from es_toolkit.policies.normalization import (
     merge_obs_stats,
     merge_stacked_obs_stats,
     normalize,
+    numpy_normalizer,
     update_obs_stats,
 )
 
 __all__ = [
     "ACTIVATIONS",
+    "NUMPY_ACTIVATIONS",
     "POLICIES",
     "ObsStats",
     "Policy",
@@ -43,5 +46,6 @@ __all__ = [
     "merge_stacked_obs_stats",
     "mlp_policy",
     "normalize",
+    "numpy_normalizer",
     "update_obs_stats",
 ]

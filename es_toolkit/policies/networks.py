@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from es_toolkit._validate import check_int
 from es_toolkit.policies import spaces
@@ -24,10 +25,16 @@ from es_toolkit.types import PRNGKey, PyTree
 
 
 class Policy(NamedTuple):
-    """``init(key) -> params`` and ``apply(params, obs) -> action``, both pure and jittable."""
+    """``init(key) -> params`` and ``apply(params, obs) -> action``, both pure and jittable.
+
+    ``numpy_apply(params, obs) -> action`` is the same forward pass in NumPy (params as
+    NumPy arrays), for Gymnasium rollout workers where a JAX call per step would cost more
+    than the step; ``None`` for policies that have none (they train on JAX envs only).
+    """
 
     init: Callable[[PRNGKey], PyTree]
     apply: Callable[[PyTree, jax.Array], jax.Array]
+    numpy_apply: Callable[[PyTree, np.ndarray], Any] | None = None
 
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -37,6 +44,24 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "elu": jax.nn.elu,
     "swish": jax.nn.swish,
     "silu": jax.nn.silu,
+}
+
+
+# The same activations in NumPy, for ``Policy.numpy_apply`` (gelu: JAX's tanh approximation).
+NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "tanh": np.tanh,
+    "relu": lambda x: np.maximum(x, np.float32(0)),
+    "gelu": lambda x: (
+        np.float32(0.5)
+        * x
+        * (
+            np.float32(1)
+            + np.tanh(np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x**3))
+        )
+    ),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, np.float32(0)))),
+    "swish": lambda x: x / (np.float32(1) + np.exp(-x)),
+    "silu": lambda x: x / (np.float32(1) + np.exp(-x)),
 }
 
 
@@ -94,11 +119,17 @@ def linear_policy(
             w = jax.random.normal(key, shape, jnp.float32) / jnp.sqrt(float(shape[0]))
         return {"w": w, "b": jnp.zeros(head.size, jnp.float32)} if bias else {"w": w}
 
-    def apply(params: PyTree, obs: jax.Array) -> jax.Array:
-        y = spaces.check_observation(obs, obs_shape) @ params["w"]
-        return head.apply(y + params["b"] if bias else y)
+    def forward(params: PyTree, x):
+        y = x @ params["w"]
+        return y + params["b"] if bias else y
 
-    return Policy(init, apply)
+    def apply(params: PyTree, obs: jax.Array) -> jax.Array:
+        return head.apply(forward(params, spaces.check_observation(obs, obs_shape)))
+
+    def numpy_apply(params: PyTree, obs: np.ndarray):
+        return head.numpy_apply(forward(params, np.asarray(obs, np.float32)))
+
+    return Policy(init, apply, numpy_apply)
 
 
 def mlp_policy(
@@ -147,14 +178,20 @@ def mlp_policy(
             for k, fan_in, fan_out, scale in zip(keys, sizes[:-1], sizes[1:], scales, strict=True)
         )
 
-    def apply(params: PyTree, obs: jax.Array) -> jax.Array:
-        x = spaces.check_observation(obs, obs_shape)
+    def forward(params: PyTree, x, act):
         *hidden, last = params
         for layer in hidden:
             x = act(x @ layer["w"] + layer["b"])
-        return head.apply(x @ last["w"] + last["b"])
+        return x @ last["w"] + last["b"]
 
-    return Policy(init, apply)
+    def apply(params: PyTree, obs: jax.Array) -> jax.Array:
+        return head.apply(forward(params, spaces.check_observation(obs, obs_shape), act))
+
+    def numpy_apply(params: PyTree, obs: np.ndarray):
+        return head.numpy_apply(forward(params, np.asarray(obs, np.float32), numpy_act))
+
+    numpy_act = NUMPY_ACTIVATIONS.get(activation) if isinstance(activation, str) else None
+    return Policy(init, apply, numpy_apply if numpy_act else None)
 
 
 POLICIES: dict[str, Callable[..., Policy]] = {"linear": linear_policy, "mlp": mlp_policy}

@@ -21,10 +21,12 @@ that for statistics stacked along a leading axis (``jax.vmap`` or ``all_gather``
 Counts are float32: exact up to 2**24 observations, then rounded like any float.
 """
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from es_toolkit._validate import check_positive_scalar
 from es_toolkit.types import Shape
@@ -147,3 +149,25 @@ def normalize(
     if clip is not None:
         standardized = jnp.clip(standardized, -clip, clip)
     return jnp.where(stats.count > 0, standardized, obs)
+
+
+def numpy_normalizer(
+    stats: ObsStats, clip: float | None = 5.0, eps: float = 1e-8
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``normalize(stats, .)`` as a NumPy function, for rollout workers without JAX.
+
+    ``stats`` may hold JAX or NumPy arrays; the float32 arithmetic is ``normalize``'s, so
+    both give the same numbers up to float32 rounding.
+    """
+    count = np.float32(stats.count)
+    mean = np.asarray(stats.mean, np.float32)
+    if count <= 0:
+        return lambda obs: np.asarray(obs, np.float32)
+    var = np.asarray(stats.m2, np.float32) / count
+    scale = np.sqrt(var + np.float32(eps))
+
+    def apply(obs: np.ndarray) -> np.ndarray:
+        standardized = (np.asarray(obs, np.float32) - mean) / scale
+        return standardized if clip is None else np.clip(standardized, -clip, clip)
+
+    return apply

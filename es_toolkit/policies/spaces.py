@@ -25,10 +25,12 @@ from es_toolkit.types import Shape
 
 class ActionHead(NamedTuple):
     """How many raw outputs a network must produce (``size``), and how ``apply`` maps a
-    ``(size,)`` float vector to an action of the space."""
+    ``(size,)`` float vector to an action of the space; ``numpy_apply`` is the same map in
+    NumPy, for rollout workers that step Gymnasium's envs without JAX."""
 
     size: int
     apply: Callable[[jax.Array], jax.Array]
+    numpy_apply: Callable[[np.ndarray], Any]
 
 
 def describe(space: Any) -> str:
@@ -112,7 +114,10 @@ def _discrete_head(n: int, start: int, space: Any) -> ActionHead:
         """The index of the largest logit (the first one on ties), as an int32 scalar."""
         return (jnp.argmax(logits) + start).astype(jnp.int32)
 
-    return ActionHead(n, head)
+    def numpy_head(logits: np.ndarray) -> int:
+        return int(np.argmax(logits)) + start
+
+    return ActionHead(n, head, numpy_head)
 
 
 def _box_head(space: Any) -> ActionHead:
@@ -136,11 +141,14 @@ def _box_head(space: Any) -> ActionHead:
     high32 = np.where(bounded, high, 1.0).astype(np.float32)
     all_bounded = bool(np.all(bounded))
 
+    def squash(xp, y):
+        y = xp.reshape(y, shape).astype(xp.float32)
+        squashed = low32 + (xp.tanh(y) + np.float32(1)) / np.float32(2) * (high32 - low32)
+        squashed = xp.clip(squashed, low32, high32)
+        return squashed if all_bounded else xp.where(bounded, squashed, y)
+
     def head(y: jax.Array) -> jax.Array:
         """Squashes ``y`` into ``[low, high]``, shaped like the action space, float32."""
-        y = jnp.reshape(y, shape).astype(jnp.float32)
-        squashed = low32 + (jnp.tanh(y) + 1.0) / 2.0 * (high32 - low32)
-        squashed = jnp.clip(squashed, low32, high32)
-        return squashed if all_bounded else jnp.where(bounded, squashed, y)
+        return squash(jnp, y)
 
-    return ActionHead(math.prod(shape), head)
+    return ActionHead(math.prod(shape), head, lambda y: squash(np, np.asarray(y)))

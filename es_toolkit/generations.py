@@ -1,0 +1,151 @@
+"""Blocks of training generations, for JAX-native and for Gymnasium environments.
+
+``block(state) -> (state, per-generation metrics, evaluation returns)`` runs
+``config.eval_every`` generations (ask, every member's episodes, tell, observation
+statistics merged over the population), then evaluates the mean policy and keeps the best
+one. The JAX block is one jitted function; the Gymnasium block runs the episodes in a
+``RolloutPool`` between jitted ``ask`` and update steps. Both draw every random number
+from ``(seed, generation)``: a resumed run continues with the numbers of a run never
+stopped, and a Gymnasium run does not depend on the number of workers.
+
+``config`` is a ``train.TrainConfig``, ``task`` a ``train.Task``, ``state`` a
+``train.TrainState``.
+"""
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from es_toolkit import gym as gym_lib
+from es_toolkit import rollout
+from es_toolkit.policies import merge_obs_stats
+from es_toolkit.strategies.base import fitness_metrics
+
+
+def run_key(config: Any) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(config.seed), 1)
+
+
+def eval_key(config: Any) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(config.seed), 2)
+
+
+def policy_stats(config: Any, stats: Any) -> Any:
+    """The statistics the policy normalizes with: none without ``normalize_obs``."""
+    return stats if config.normalize_obs else None
+
+
+def update(config: Any, task: Any, state: Any, key: jax.Array, episodes: rollout.Episodes):
+    """Tells the strategy the members' returns and merges the generation into ``state``.
+
+    Fitness is the mean return minus ``reward_shift`` per step (ARS removes the survival
+    bonus of locomotion tasks this way, so standing still earns nothing).
+    """
+    steps = jnp.sum(episodes.lengths)
+    fitness = jnp.asarray(episodes.returns, jnp.float32)
+    if config.reward_shift:
+        per_episode = jnp.asarray(episodes.lengths, jnp.float32) / config.episodes_per_member
+        fitness = fitness - config.reward_shift * per_episode
+    strategy_state, metrics = task.strategy.tell(key, state.strategy_state, fitness)
+    if config.reward_shift:  # keep the shifted fitness and report the true returns too
+        metrics.update(_renamed(fitness_metrics(jnp.asarray(episodes.returns, jnp.float32))))
+    else:
+        metrics = _renamed(metrics)
+    state = state._replace(
+        strategy_state=strategy_state,
+        obs_stats=merge_obs_stats(state.obs_stats, episodes.obs_stats),
+        generation=state.generation + 1,
+        env_steps=state.env_steps + steps,
+    )
+    return state, {**metrics, "generation_env_steps": steps}
+
+
+def record_evaluation(state: Any, eval_returns: jax.Array) -> Any:
+    """Keeps the mean policy (and its statistics) if its evaluation is the best so far."""
+    score = jnp.mean(eval_returns)
+    better = score > state.best_return
+    mean = state.strategy_state.mean
+    return state._replace(
+        best_params=_where(better, mean, state.best_params),
+        best_obs_stats=_where(better, state.obs_stats, state.best_obs_stats),
+        best_return=jnp.maximum(score, state.best_return),
+    )
+
+
+def make_jax_block(config: Any, task: Any):
+    """The block for a JAX-native env, jitted whole."""
+    strategy, env, env_params, apply = task.strategy, task.env, task.env_params, task.policy.apply
+
+    def generation(state, _):
+        key = jax.random.fold_in(run_key(config), state.generation)
+        population = strategy.ask(key, state.strategy_state)
+        episodes = rollout.evaluate_population(
+            key,
+            env,
+            env_params,
+            apply,
+            population,
+            policy_stats(config, state.obs_stats),
+            config.episodes_per_member,
+            common_random_numbers=config.common_random_numbers,
+        )
+        return update(config, task, state, key, episodes)
+
+    def block(state):
+        state, metrics = jax.lax.scan(generation, state, length=config.eval_every)
+        evaluation = rollout.evaluate(
+            jax.random.fold_in(eval_key(config), state.generation),
+            env,
+            env_params,
+            apply,
+            state.strategy_state.mean,
+            policy_stats(config, state.obs_stats),
+            config.eval_episodes,
+        )
+        return record_evaluation(state, evaluation.returns), metrics, evaluation.returns
+
+    return jax.jit(block)
+
+
+def make_gym_block(config: Any, task: Any, pool: gym_lib.RolloutPool):
+    """The block for a Gymnasium env: episodes in ``pool``, the rest jitted."""
+    ask = jax.jit(task.strategy.ask)
+    tell = jax.jit(functools.partial(update, config, task))
+    record = jax.jit(record_evaluation)
+
+    def block(state):
+        per_generation = []
+        for _ in range(config.eval_every):
+            key = jax.random.fold_in(run_key(config), state.generation)
+            episodes = gym_lib.evaluate_population(
+                pool,
+                key,
+                ask(key, state.strategy_state),
+                policy_stats(config, state.obs_stats),
+                config.episodes_per_member,
+                common_random_numbers=config.common_random_numbers,
+            )
+            state, metrics = tell(state, key, episodes)
+            per_generation.append(metrics)
+        evaluation = gym_lib.evaluate(
+            pool,
+            jax.random.fold_in(eval_key(config), state.generation),
+            state.strategy_state.mean,
+            policy_stats(config, state.obs_stats),
+            config.eval_episodes,
+        )
+        metrics = jax.tree.map(lambda *values: np.stack(values), *per_generation)
+        return record(state, evaluation.returns), metrics, evaluation.returns
+
+    return block
+
+
+def _renamed(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {name.replace("fitness_", "return_"): value for name, value in metrics.items()}
+
+
+def _where(condition, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)

@@ -1,0 +1,31 @@
+"""Gymnasium's environments for evolution strategies: rollout workers and evaluation.
+
+The only part of es_toolkit that imports gymnasium (lazily, when an env is made):
+
+* ``env``: ``make_env`` by id, with errors that name the missing extra or the unsupported
+  space;
+* ``worker`` and ``pool``: ``RolloutPool``, worker processes running whole episodes of
+  NumPy policies (``Policy.numpy_apply``), robust to envs that raise and workers that die;
+* ``evaluation``: ``evaluate_population`` and ``evaluate``, the contract of
+  ``es_toolkit.rollout`` for Gymnasium envs: seeds derive from the key, so results do not
+  depend on the number of workers.
+"""
+
+from es_toolkit.gym.env import extra_for, make_env
+from es_toolkit.gym.evaluation import episode_seeds, evaluate, evaluate_population
+from es_toolkit.gym.pool import RolloutError, RolloutPool, available_cores
+from es_toolkit.gym.worker import EpisodeResults, WorkerSpec, run_episode
+
+__all__ = [
+    "EpisodeResults",
+    "RolloutError",
+    "RolloutPool",
+    "WorkerSpec",
+    "available_cores",
+    "episode_seeds",
+    "evaluate",
+    "evaluate_population",
+    "extra_for",
+    "make_env",
+    "run_episode",
+]

@@ -1,0 +1,79 @@
+"""Population and policy evaluation in Gymnasium envs, with ``es_toolkit.rollout``'s
+contract: the same keys give the same episodes, whatever the number of workers.
+
+Episode ``e`` of member ``i`` resets its env with a seed drawn from
+``fold_in(fold_in(key, i), e)`` (``fold_in(key, e)`` for every member with common random
+numbers), the rule ``rollout`` uses for its JAX envs' keys.
+"""
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from es_toolkit.gym.pool import RolloutPool
+from es_toolkit.policies import ObsStats, merge_stacked_obs_stats
+from es_toolkit.rollout import Episodes
+from es_toolkit.types import PRNGKey, PyTree
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _seeds(member_keys: jax.Array, num_episodes: int) -> jax.Array:
+    def member_seeds(member_key):
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(member_key, jnp.arange(num_episodes))
+        return jax.vmap(lambda k: jax.random.randint(k, (), 0, 2**31 - 1))(keys)
+
+    return jax.vmap(member_seeds)(member_keys)
+
+
+def episode_seeds(
+    key: PRNGKey, num_members: int, num_episodes: int, *, common_random_numbers: bool = False
+) -> np.ndarray:
+    """Env seeds of shape ``(num_members, num_episodes)`` (see the module docstring)."""
+    if common_random_numbers:
+        shared = np.asarray(_seeds(key[None], num_episodes))
+        return np.broadcast_to(shared, (num_members, num_episodes)).copy()
+    member_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(num_members))
+    return np.asarray(_seeds(member_keys, num_episodes))
+
+
+def evaluate_population(
+    pool: RolloutPool,
+    key: PRNGKey,
+    population: PyTree,
+    obs_stats: ObsStats | None = None,
+    num_episodes: int = 1,
+    *,
+    common_random_numbers: bool = False,
+) -> Episodes:
+    """Every member's mean return over ``num_episodes`` episodes, as
+    ``rollout.evaluate_population`` returns it: ``returns`` (mean per member), ``lengths``
+    (total steps per member) and the statistics of all observations."""
+    size = jax.tree.leaves(population)[0].shape[0]
+    seeds = episode_seeds(key, size, num_episodes, common_random_numbers=common_random_numbers)
+    members = np.repeat(np.arange(size), num_episodes)
+    runs = pool.run(population, members, seeds.reshape(-1), obs_stats)
+    returns = runs.returns.reshape(size, num_episodes).mean(axis=1)
+    lengths = runs.lengths.reshape(size, num_episodes).sum(axis=1)
+    return Episodes(returns, lengths, _merged(runs.obs_stats))
+
+
+def evaluate(
+    pool: RolloutPool,
+    key: PRNGKey,
+    params: PyTree,
+    obs_stats: ObsStats | None = None,
+    num_episodes: int = 1,
+) -> Episodes:
+    """``num_episodes`` episodes of one policy, spread over the workers: per-episode
+    returns and lengths, and the merged observation statistics."""
+    seeds = episode_seeds(key, 1, num_episodes)[0]
+    population = jax.tree.map(lambda leaf: np.asarray(leaf)[None], params)
+    runs = pool.run(population, np.zeros(num_episodes, np.int64), seeds, obs_stats)
+    return Episodes(runs.returns, runs.lengths, _merged(runs.obs_stats))
+
+
+def _merged(stacked: Any) -> ObsStats:
+    return merge_stacked_obs_stats(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), stacked))

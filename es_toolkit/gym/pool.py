@@ -1,0 +1,213 @@
+"""A pool of rollout worker processes that runs batches of episodes in parallel.
+
+Episodes are cut into batches and handed to whichever worker is free, so episodes of
+uneven length (a Hopper that falls, one that runs) keep every core busy. Results come back
+in episode order whatever worker ran them: with seeds fixed by the caller, the outcome does
+not depend on the number of workers.
+
+Failure handling: an env that raises gives a ``RolloutError`` naming the env id, member and
+seed; a worker that dies (killed, out of memory, a crash in the simulator) gives one naming
+the env id, the members and seeds it was running, and its exit code. Either way, and on
+Ctrl-C, every worker is stopped before the error propagates: no process is left behind.
+"""
+
+import contextlib
+import math
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import jax
+import numpy as np
+
+from es_toolkit._validate import check_optional_int
+from es_toolkit.gym.worker import EpisodeBatch, EpisodeResults, WorkerSpec, serve
+from es_toolkit.policies import ObsStats
+
+# Worker start-up (imports, env construction) can take a while on a loaded machine.
+START_TIMEOUT_S = 120.0
+# Batches per worker per call: small enough to balance uneven episodes, large enough that
+# the pipe round trip per batch stays negligible.
+BATCHES_PER_WORKER = 4
+# Threads of numeric libraries in each worker: one core per worker, no oversubscription.
+_SINGLE_THREAD = {
+    name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+}
+
+
+class RolloutError(RuntimeError):
+    """An env raised or a rollout worker died; the pool is closed."""
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class RolloutPool:
+    """Worker processes, each with its own env, running episodes of NumPy policies.
+
+    Use as a context manager (or call ``close``)::
+
+        with RolloutPool(WorkerSpec("HalfCheetah-v5", "linear", {})) as pool:
+            results = pool.run(params, members, seeds)
+    """
+
+    def __init__(self, spec: WorkerSpec, num_workers: int | None = None):
+        num_workers = check_optional_int("num_workers", num_workers, minimum=1)
+        self.spec = spec
+        self.num_workers = available_cores() if num_workers is None else num_workers
+        self._workers: list[tuple[subprocess.Popen, Connection]] = []
+        try:
+            for _ in range(self.num_workers):
+                self._workers.append(_start_worker(spec))
+            for index in range(self.num_workers):
+                status, detail = self._receive(index, "starting", START_TIMEOUT_S)
+                if status != "ready":
+                    raise RolloutError(f"a rollout worker for {spec.env_id} {detail}")
+        except BaseException:
+            self.close()
+            raise
+
+    def run(
+        self,
+        params: Any,
+        members: Sequence[int],
+        seeds: Sequence[int],
+        obs_stats: ObsStats | None = None,
+        rows: Sequence[int] | None = None,
+    ) -> EpisodeResults:
+        """Runs one episode per entry of ``members``/``seeds``, in parallel.
+
+        Args:
+            params: the policies, a pytree of arrays with a leading axis.
+            members: for each episode, the member it belongs to (named in errors).
+            seeds: for each episode, the seed its env is reset with.
+            obs_stats: normalize observations with these statistics (or not, if None).
+            rows: for each episode, its row of ``params`` (``members`` by default).
+
+        Returns:
+            ``EpisodeResults`` in the order of ``members``.
+        """
+        if not self._workers:
+            raise RolloutError("the rollout pool is closed.")
+        members = np.asarray(members, np.int64)
+        seeds = np.asarray(seeds, np.int64)
+        rows = members if rows is None else np.asarray(rows, np.int64)
+        if not (members.shape == seeds.shape == rows.shape) or members.ndim != 1:
+            raise ValueError(
+                f"members, seeds and rows must be 1-D of one length, got shapes "
+                f"{members.shape}, {seeds.shape} and {rows.shape}."
+            )
+        params = jax.tree.map(np.asarray, params)
+        stats = None if obs_stats is None else jax.tree.map(np.asarray, obs_stats)
+        size = max(1, math.ceil(len(members) / (self.num_workers * BATCHES_PER_WORKER)))
+        batches = [slice(start, start + size) for start in range(0, len(members), size)]
+        results: list[EpisodeResults | None] = [None] * len(batches)
+        try:
+            self._dispatch(batches, results, params, rows, members, seeds, stats)
+        except BaseException:
+            self.close()
+            raise
+        return EpisodeResults(
+            np.concatenate([r.returns for r in results]),
+            np.concatenate([r.lengths for r in results]),
+            jax.tree.map(lambda *parts: np.concatenate(parts), *[r.obs_stats for r in results]),
+        )
+
+    def _dispatch(self, batches, results, params, rows, members, seeds, stats) -> None:
+        queue = list(range(len(batches)))[::-1]
+        busy: dict[int, int] = {}  # worker index -> batch index
+
+        def send(worker: int) -> None:
+            index = queue.pop()
+            part = batches[index]
+            needed, local_rows = np.unique(rows[part], return_inverse=True)
+            batch = EpisodeBatch(
+                jax.tree.map(lambda leaf: leaf[needed], params),
+                local_rows,
+                members[part],
+                seeds[part],
+                stats,
+            )
+            self._workers[worker][1].send(batch)
+            busy[worker] = index
+
+        for worker in range(self.num_workers):
+            if queue:
+                send(worker)
+        while busy:
+            # A worker that dies closes its end of the socket: its connection turns readable.
+            connections = {self._workers[w][1]: w for w in busy}
+            for worker in sorted(connections[ready] for ready in wait(list(connections))):
+                part = batches[busy[worker]]
+                status, detail = self._receive(worker, _describe(members[part], seeds[part]))
+                if status != "ok":
+                    raise RolloutError(f"{self.spec.env_id}: {detail}")
+                results[busy.pop(worker)] = detail
+                if queue:
+                    send(worker)
+
+    def _receive(self, worker: int, doing: str, timeout: float | None = None) -> tuple[str, Any]:
+        """The worker's next message; a dead or silent worker becomes an error message."""
+        process, connection = self._workers[worker]
+        try:
+            if connection.poll(timeout):
+                return connection.recv()
+        except (EOFError, OSError):
+            pass
+        try:
+            code = process.wait(2.0)
+        except subprocess.TimeoutExpired:
+            return "error", f"did not answer within {timeout} s while {doing}."
+        return "error", f"a rollout worker died (exit code {code}) while {doing}."
+
+    def close(self) -> None:
+        """Stops every worker (asks, then terminates stragglers); safe to call twice."""
+        workers, self._workers = self._workers, []
+        for _, connection in workers:
+            with contextlib.suppress(OSError, ValueError):
+                connection.send(None)
+        for process, connection in workers:
+            try:
+                process.wait(2.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            connection.close()
+
+    def __enter__(self) -> "RolloutPool":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _start_worker(spec: WorkerSpec) -> tuple[subprocess.Popen, Connection]:
+    """A worker process (a fresh interpreter: no fork of this JAX process, no re-import of
+    the caller's main module) connected by a socket pair, told its spec."""
+    parent_socket, child_socket = socket.socketpair()
+    command = [sys.executable, "-c", f"from {serve.__module__} import main; main()"]
+    process = subprocess.Popen(
+        [*command, str(child_socket.fileno())],
+        pass_fds=(child_socket.fileno(),),
+        env={**os.environ, **_SINGLE_THREAD},
+    )
+    child_socket.close()
+    connection = Connection(parent_socket.detach())
+    connection.send(spec)
+    return process, connection
+
+
+def _describe(members: np.ndarray, seeds: np.ndarray) -> str:
+    pairs = ", ".join(f"member {m} seed {s}" for m, s in zip(members, seeds, strict=True))
+    return f"running {pairs}"

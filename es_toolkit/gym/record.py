@@ -1,0 +1,75 @@
+"""Recording an episode of a policy in Gymnasium's own env as a GIF or a video.
+
+Frames come from ``render_mode="rgb_array"``; MuJoCo envs render headless with
+``MUJOCO_GL=egl`` (set it before the first MuJoCo import). GIFs are written with Pillow
+(a dependency of matplotlib); videos (.mp4) with imageio and its ffmpeg plugin, the
+``video`` extra.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from es_toolkit.gym.env import import_gymnasium, make_env
+from es_toolkit.gym.worker import Episode, run_episode
+from es_toolkit.policies import numpy_normalizer
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi")
+
+
+def record_episode(
+    env_id: str,
+    act,
+    params: Any,
+    obs_stats: Any,
+    path: str | Path,
+    *,
+    seed: int = 0,
+    max_episode_steps: int | None = None,
+    fps: int | None = None,
+) -> Episode:
+    """Runs one episode of ``act(params, normalize(obs))`` and writes its frames to
+    ``path`` (``.gif`` or a video suffix). Returns the episode (return, length, observations).
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".gif" and path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(
+            f"path must end in .gif or one of {', '.join(VIDEO_SUFFIXES)}, got {str(path)!r}."
+        )
+    gym = import_gymnasium()
+    env = gym.wrappers.RenderCollection(
+        make_env(env_id, max_episode_steps=max_episode_steps, render_mode="rgb_array")
+    )
+    try:
+        normalize = (lambda obs: obs) if obs_stats is None else numpy_normalizer(obs_stats)
+        episode = run_episode(env, act, normalize, params, seed)
+        frames = [np.asarray(frame) for frame in env.render()]
+        fps = fps or int(env.metadata.get("render_fps", 30))
+    finally:
+        env.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        _write_gif(frames, path, fps)
+    else:
+        _write_video(frames, path, fps)
+    return episode
+
+
+def _write_gif(frames: list[np.ndarray], path: Path, fps: int) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=1000 / fps, loop=0, optimize=True
+    )
+
+
+def _write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
+    try:
+        import imageio.v3 as iio
+    except ImportError as error:
+        raise ImportError(
+            f'writing {path.suffix} videos needs imageio: pip install "es_toolkit[video]"'
+        ) from error
+    iio.imwrite(path, np.stack(frames), fps=fps)

@@ -1,0 +1,377 @@
+"""The Gymnasium bridge: NumPy policies, rollout workers, errors, and training on it.
+
+Oracles: the JAX ``apply`` of the same policy, and Gymnasium's own envs stepped in a
+plain loop in this process.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+gymnasium = pytest.importorskip("gymnasium")
+
+from es_toolkit import gym as gym_lib  # noqa: E402
+from es_toolkit.gym import RolloutError, RolloutPool, WorkerSpec  # noqa: E402
+from es_toolkit.policies import (  # noqa: E402
+    ACTIVATIONS,
+    batch_obs_stats,
+    make_policy,
+    normalize,
+    numpy_normalizer,
+)
+from es_toolkit.strategies import open_es  # noqa: E402
+from es_toolkit.train import TrainConfig, train  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+
+
+def box(low, high, shape):
+    return SimpleNamespace(low=np.full(shape, low), high=np.full(shape, high), shape=shape)
+
+
+ACTION_SPACES = {
+    "discrete": SimpleNamespace(n=4),
+    "box": box(-2.0, 3.0, (3,)),
+    "unbounded box": box(-np.inf, np.inf, (2,)),
+}
+
+
+def random_params(policy, key):
+    """Params with weights of order 1, so the heads see outputs across their range."""
+    params = policy.init(key)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+    return jax.tree.unflatten(
+        treedef, [jax.random.normal(k, leaf.shape) for k, leaf in zip(keys, leaves, strict=True)]
+    )
+
+
+@pytest.mark.parametrize("action_space", list(ACTION_SPACES))
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [("linear", {}), ("linear", {"bias": False})]
+    + [("mlp", {"hidden_sizes": (8, 5), "activation": name}) for name in sorted(ACTIVATIONS)],
+)
+def test_numpy_forward_pass_matches_jax_apply(kind, options, action_space):
+    space = ACTION_SPACES[action_space]
+    policy = make_policy(kind, box(-np.inf, np.inf, (6,)), space, **options)
+    params = random_params(policy, jax.random.key(0))
+    numpy_params = jax.tree.map(np.asarray, params)
+    observations = np.asarray(jax.random.normal(jax.random.key(2), (200, 6))) * 2
+    expected = np.asarray(jax.jit(jax.vmap(policy.apply, in_axes=(None, 0)))(params, observations))
+    got = np.stack([np.asarray(policy.numpy_apply(numpy_params, obs)) for obs in observations])
+    if action_space == "discrete":
+        np.testing.assert_array_equal(got, expected)
+    else:
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_custom_activation_has_no_numpy_forward_pass():
+    policy = make_policy("mlp", box(-1, 1, (3,)), SimpleNamespace(n=2), activation=jnp.sin)
+    assert policy.numpy_apply is None
+
+
+def test_numpy_normalizer_matches_normalize():
+    batch = jax.random.normal(jax.random.key(0), (50, 4)) * jnp.array([1.0, 10.0, 0.1, 0.0]) + 3
+    stats = batch_obs_stats(4, batch)
+    obs = np.asarray(jax.random.normal(jax.random.key(1), (100, 4))) * 20
+    expected = np.asarray(normalize(stats, obs))
+    np.testing.assert_allclose(numpy_normalizer(stats)(obs), expected, rtol=1e-6, atol=1e-6)
+    empty = batch_obs_stats(4, batch[:0])
+    np.testing.assert_array_equal(numpy_normalizer(empty)(obs), obs.astype(np.float32))
+
+
+def members(population):
+    size = jax.tree.leaves(population)[0].shape[0]
+    return [jax.tree.map(lambda leaf, i=i: leaf[i], population) for i in range(size)]
+
+
+def plain_gymnasium_episode(env_id, apply, params, stats, seed):
+    """The oracle: Gymnasium's env in a plain loop, actions from the JAX apply."""
+    env = gymnasium.make(env_id)
+    obs, _ = env.reset(seed=int(seed))
+    total, seen, done = 0.0, [], False
+    while not done:
+        seen.append(obs)
+        policy_obs = obs if stats is None else normalize(stats, obs)
+        action = np.asarray(apply(params, policy_obs))
+        obs, reward, terminated, truncated, _ = env.step(
+            action.item() if action.ndim == 0 else action
+        )
+        total += reward
+        done = terminated or truncated
+    env.close()
+    return total, len(seen), np.stack(seen)
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    env = gym_lib.make_env("CartPole-v1")
+    policy = make_policy("linear", env.observation_space, env.action_space, zero_init=False)
+    population = jax.vmap(policy.init)(jax.random.split(jax.random.key(0), 6))
+    return policy, population
+
+
+@pytest.mark.parametrize("normalized", [False, True])
+def test_population_returns_match_gymnasium_and_not_the_worker_count(cartpole, normalized):
+    policy, population = cartpole
+    stats = (
+        batch_obs_stats(4, jax.random.normal(jax.random.key(5), (30, 4))) if normalized else None
+    )
+    key = jax.random.key(7)
+    runs = {}
+    for workers in (1, 3):
+        with RolloutPool(WorkerSpec("CartPole-v1", "linear", {}), workers) as pool:
+            runs[workers] = gym_lib.evaluate_population(pool, key, population, stats, 2)
+    for field in ("returns", "lengths"):
+        np.testing.assert_array_equal(getattr(runs[1], field), getattr(runs[3], field))
+    jax.tree.map(np.testing.assert_array_equal, runs[1].obs_stats, runs[3].obs_stats)
+
+    seeds = gym_lib.episode_seeds(key, 6, 2)
+    apply = jax.jit(policy.apply)
+    oracle = [
+        [plain_gymnasium_episode("CartPole-v1", apply, member, stats, s) for s in member_seeds]
+        for member, member_seeds in zip(members(population), seeds, strict=True)
+    ]
+    np.testing.assert_allclose(runs[1].returns, [np.mean([e[0] for e in m]) for m in oracle])
+    np.testing.assert_array_equal(runs[1].lengths, [sum(e[1] for e in m) for m in oracle])
+    everything = np.concatenate([e[2] for m in oracle for e in m])
+    assert float(runs[1].obs_stats.count) == len(everything)
+    np.testing.assert_allclose(runs[1].obs_stats.mean, everything.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        runs[1].obs_stats.m2 / len(everything), everything.var(0), rtol=1e-4, atol=1e-6
+    )
+
+
+def test_common_random_numbers_share_seeds():
+    seeds = gym_lib.episode_seeds(jax.random.key(0), 3, 4, common_random_numbers=True)
+    assert (seeds == seeds[0]).all()
+    assert len(set(seeds[0])) == 4
+    independent = gym_lib.episode_seeds(jax.random.key(0), 3, 4)
+    assert len(set(independent.ravel())) == 12
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kind"),
+    [("HalfCheetah-v5", "linear"), ("LunarLanderContinuous-v3", "mlp"), ("Acrobot-v1", "linear")],
+)
+def test_mujoco_box2d_and_classic_envs_match_gymnasium(env_id, kind):
+    env = gym_lib.make_env(env_id, max_episode_steps=40)
+    options = {"hidden_sizes": (8,)} if kind == "mlp" else {}
+    policy = make_policy(kind, env.observation_space, env.action_space, **options)
+    params = random_params(policy, jax.random.key(1))
+    with RolloutPool(WorkerSpec(env_id, kind, options, 40), 2) as pool:
+        runs = gym_lib.evaluate(pool, jax.random.key(3), params, None, 3)
+    seeds = gym_lib.episode_seeds(jax.random.key(3), 1, 3)[0]
+    numpy_params = jax.tree.map(np.asarray, params)
+
+    def oracle(seed):
+        # The NumPy forward pass here: MuJoCo contacts amplify the float32 rounding
+        # differences from JAX's apply (1e-7) to whole units of return within 40 steps.
+        limited = gymnasium.make(env_id, max_episode_steps=40)
+        obs, _ = limited.reset(seed=int(seed))
+        total, steps, done = 0.0, 0, False
+        while not done:
+            action = policy.numpy_apply(numpy_params, obs)
+            obs, reward, terminated, truncated, _ = limited.step(action)
+            total, steps, done = total + reward, steps + 1, terminated or truncated
+        return total, steps
+
+    expected = [oracle(seed) for seed in seeds]
+    np.testing.assert_array_equal(runs.returns, [e[0] for e in expected])
+    np.testing.assert_array_equal(runs.lengths, [e[1] for e in expected])
+
+
+@pytest.fixture
+def misbehaving_envs(monkeypatch):
+    """Makes ``gym_test_envs`` importable here and in worker processes."""
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    )
+    monkeypatch.syspath_prepend(str(TESTS))
+
+
+def assert_stopped(pool):
+    assert pool._workers == []
+
+
+def worker_processes(pool):
+    return [process for process, _ in pool._workers]
+
+
+@pytest.mark.usefixtures("misbehaving_envs")
+def test_env_error_names_env_member_and_seed_and_stops_the_workers():
+    spec = WorkerSpec("gym_test_envs:RaisingEnv-v0", "linear", {})
+    pool = RolloutPool(spec, 2)
+    processes = worker_processes(pool)
+    params = {"w": np.zeros((3, 2, 2), np.float32), "b": np.zeros((3, 2), np.float32)}
+    with pytest.raises(
+        RolloutError,
+        match=r"RaisingEnv-v0: FloatingPointError: simulation diverged "
+        r"\(member (0, seed 11|1, seed 12|2, seed 13)\)",
+    ):
+        pool.run(params, [0, 1, 2], [11, 12, 13])
+    assert_stopped(pool)
+    assert all(process.poll() is not None for process in processes)
+    with pytest.raises(RolloutError, match="closed"):
+        pool.run(params, [0], [1])
+
+
+@pytest.mark.usefixtures("misbehaving_envs")
+def test_dead_worker_is_an_error_not_a_hang():
+    pool = RolloutPool(WorkerSpec("gym_test_envs:DyingEnv-v0", "linear", {}), 2)
+    processes = worker_processes(pool)
+    params = {"w": np.zeros((2, 2, 2), np.float32), "b": np.zeros((2, 2), np.float32)}
+    start = time.monotonic()
+    with pytest.raises(
+        RolloutError,
+        match=r"DyingEnv-v0: a rollout worker died \(exit code -9\) while running "
+        r"member (0 seed 21|1 seed 22)",
+    ):
+        pool.run(params, [0, 1], [21, 22])
+    assert time.monotonic() - start < 30
+    assert_stopped(pool)
+    assert all(process.poll() is not None for process in processes)
+
+
+def test_ctrl_c_stops_every_worker(cartpole, monkeypatch):
+    _, population = cartpole
+    pool = RolloutPool(WorkerSpec("CartPole-v1", "linear", {}), 2)
+    processes = worker_processes(pool)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("es_toolkit.gym.pool.wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        gym_lib.evaluate_population(pool, jax.random.key(0), population)
+    assert_stopped(pool)
+    assert all(process.poll() is not None for process in processes)
+
+
+@pytest.mark.usefixtures("misbehaving_envs")
+def test_nan_returns_are_counted_and_ranked_worst():
+    env = gym_lib.make_env("gym_test_envs:NanRewardEnv-v0")
+    policy = make_policy("linear", env.observation_space, env.action_space)
+    strategy = open_es(8, sigma=1.0)
+    state = strategy.init(policy.init(jax.random.key(0)))
+    key = jax.random.key(4)
+    with RolloutPool(WorkerSpec("gym_test_envs:NanRewardEnv-v0", "linear", {}), 2) as pool:
+        runs = gym_lib.evaluate_population(pool, key, strategy.ask(key, state))
+    assert np.isnan(runs.returns).any()
+    assert np.isfinite(runs.returns).any()
+    new_state, metrics = strategy.tell(key, state, runs.returns)
+    assert int(metrics["num_non_finite"]) == int(np.isnan(runs.returns).sum())
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(new_state.mean))
+
+
+def test_bad_env_ids_and_spaces_get_clear_errors(monkeypatch):
+    with pytest.raises(ValueError, match="'NoSuchEnv-v0' is not a registered Gymnasium"):
+        gym_lib.make_env("NoSuchEnv-v0")
+    with pytest.raises(
+        ValueError, match=r"Blackjack-v1: no policy for this observation space: Tuple"
+    ):
+        gym_lib.make_env("Blackjack-v1")
+
+    def missing(*args, **kwargs):
+        raise gymnasium.error.DependencyNotInstalled("MuJoCo is not installed")
+
+    monkeypatch.setattr(gymnasium, "make", missing)
+    with pytest.raises(ImportError, match=r'pip install "es_toolkit\[mujoco\]"'):
+        gym_lib.make_env("HalfCheetah-v5")
+    with pytest.raises(ImportError, match=r'pip install "es_toolkit\[box2d\]"'):
+        gym_lib.make_env("LunarLander-v3")
+    monkeypatch.setitem(sys.modules, "gymnasium", None)
+    with pytest.raises(ImportError, match=r'pip install "es_toolkit\[gym\]"'):
+        gym_lib.make_env("CartPole-v1")
+
+
+GYM_TINY = TrainConfig(
+    env="CartPole-v1",
+    backend="gymnasium",
+    population_size=8,
+    num_generations=4,
+    eval_every=2,
+    eval_episodes=3,
+    final_eval_episodes=3,
+    sigma=0.1,
+    learning_rate=0.05,
+)
+
+
+def test_gymnasium_training_does_not_depend_on_workers_and_resumes_exactly(tmp_path):
+    one = train(dataclasses.replace(GYM_TINY, num_workers=1), tmp_path / "one", progress=False)
+    two = train(dataclasses.replace(GYM_TINY, num_workers=2), tmp_path / "two", progress=False)
+    jax.tree.map(np.testing.assert_array_equal, one.state, two.state)
+    assert int(one.state.env_steps) > 0
+    half = dataclasses.replace(GYM_TINY, num_generations=2)
+    train(half, tmp_path / "resumed", progress=False)
+    resumed = train(GYM_TINY, tmp_path / "resumed", resume=True, progress=False)
+    jax.tree.map(np.testing.assert_array_equal, one.state, resumed.state)
+    assert one.final_return_mean == resumed.final_return_mean
+
+
+def test_train_and_evaluate_commands_on_gymnasium_with_a_gif(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "es_toolkit.cli"]
+    subprocess.run(
+        [
+            *command,
+            "train",
+            "--backend",
+            "gymnasium",
+            "--population",
+            "8",
+            "--generations",
+            "2",
+            "--eval-every",
+            "2",
+            "--eval-episodes",
+            "2",
+            "--final-eval-episodes",
+            "2",
+            "--num-workers",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["config"]["backend"] == "gymnasium"
+    gif = tmp_path / "episode.gif"
+    evaluated = subprocess.run(
+        [*command, "evaluate", str(out / "checkpoint.npz"), "--episodes", "2", "--gif", str(gif)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "CartPole-v1 (gymnasium): mean return" in evaluated.stdout
+    from PIL import Image
+
+    with Image.open(gif) as image:
+        assert image.n_frames > 5
+    refused = subprocess.run(
+        [*command, "train", "--env", "Blackjack-v1", "--out", str(tmp_path / "bj")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 2
+    assert "no policy for this observation space: Tuple" in refused.stderr
