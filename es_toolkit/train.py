@@ -77,8 +77,8 @@ class TrainConfig:
         return cls(**{**data, "hidden_sizes": tuple(data["hidden_sizes"])})
 
 
-# Settings that train each JAX-native task to its threshold quickly on a CPU; the command
-# line starts from these and applies what the user gives.
+# Settings that train each task to its threshold quickly on a CPU; the command line starts
+# from these and applies what the user gives.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {
         "strategy": "open_es",
@@ -129,6 +129,41 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "normalize_obs": False,
         "eval_episodes": 500,
         "target_return": -165.0,
+    },
+    # Gymnasium's own envs, in rollout workers. ARS V2-t (Mania et al. 2018): linear
+    # policy, observation normalization, the paper's hyperparameters for these tasks.
+    "HalfCheetah-v5": {
+        "strategy": "ars",
+        "policy": "linear",
+        "population_size": 64,
+        "num_generations": 80,
+        "sigma": 0.03,
+        "learning_rate": 0.02,
+        "strategy_options": {"top_directions": 4},
+        "eval_episodes": 5,
+    },
+    "Hopper-v5": {
+        "strategy": "ars",
+        "policy": "linear",
+        "population_size": 16,
+        "num_generations": 400,
+        "sigma": 0.025,
+        "learning_rate": 0.01,
+        "strategy_options": {"top_directions": 4},
+        "reward_shift": 1.0,  # the survival bonus, removed in training as ARS does
+        "eval_every": 20,
+        "eval_episodes": 5,
+        "target_return": 3000.0,
+    },
+    "LunarLanderContinuous-v3": {
+        "strategy": "pgpe",
+        "policy": "linear",
+        "population_size": 64,
+        "num_generations": 150,
+        "sigma": 0.1,
+        "episodes_per_member": 2,
+        "eval_episodes": 20,
+        "target_return": 250.0,
     },
 }
 

@@ -1,5 +1,6 @@
 """Learning tests: with its tuned ``TASK_DEFAULTS`` (and nothing else), every JAX-native
-task reaches its threshold in the final 100-episode evaluation.
+task, and the Gymnasium MuJoCo and Box2D tasks with defaults, reach their thresholds in
+the final 100-episode evaluation.
 
 All tests are ``slow`` (deselected by default); run them with
 ``.venv/bin/pytest -m slow tests/test_learning.py``. Training is a pure function of the
@@ -33,6 +34,13 @@ THRESHOLDS = {
     "Pendulum-v1": -200.0,
 }
 CARTPOLE_WALL_LIMIT_S = 60.0
+# Gymnasium's own envs in rollout workers (the wall-clock budgets, 10 minutes for
+# HalfCheetah-v5 and 20 for Hopper-v5, are benchmark rows in scripts/bench_gym.py).
+GYMNASIUM_THRESHOLDS = {
+    "HalfCheetah-v5": 3000.0,
+    "Hopper-v5": 2000.0,
+    "LunarLanderContinuous-v3": 200.0,
+}
 
 
 @pytest.mark.slow
@@ -75,3 +83,15 @@ def test_cartpole_from_a_fresh_process_within_a_minute(tmp_path):
     assert summary["config"]["env"] == "CartPole-v1"
     assert summary["final_return_mean"] >= THRESHOLDS["CartPole-v1"]
     assert wall < CARTPOLE_WALL_LIMIT_S, f"took {wall:.1f} s"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", list(GYMNASIUM_THRESHOLDS))
+def test_gymnasium_task_defaults_reach_threshold(env_id, tmp_path):
+    result = train(TrainConfig(env=env_id, **task_defaults(env_id)), tmp_path, progress=False)
+    summary = json.loads((tmp_path / "result.json").read_text())
+    assert summary["config"]["backend"] == "auto"
+    assert result.final_return_mean >= GYMNASIUM_THRESHOLDS[env_id], (
+        f"{env_id}: final return {result.final_return_mean:.2f} after "
+        f"{summary['generations']} generations ({summary['env_steps']} env steps)"
+    )

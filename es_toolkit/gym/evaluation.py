@@ -19,12 +19,15 @@ from es_toolkit.rollout import Episodes
 from es_toolkit.types import PRNGKey, PyTree
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _seeds(member_keys: jax.Array, num_episodes: int) -> jax.Array:
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _seeds(key: PRNGKey, num_members: int, num_episodes: int, shared: bool) -> jax.Array:
     def member_seeds(member_key):
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(member_key, jnp.arange(num_episodes))
         return jax.vmap(lambda k: jax.random.randint(k, (), 0, 2**31 - 1))(keys)
 
+    if shared:
+        return jnp.broadcast_to(member_seeds(key), (num_members, num_episodes))
+    member_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(num_members))
     return jax.vmap(member_seeds)(member_keys)
 
 
@@ -32,11 +35,7 @@ def episode_seeds(
     key: PRNGKey, num_members: int, num_episodes: int, *, common_random_numbers: bool = False
 ) -> np.ndarray:
     """Env seeds of shape ``(num_members, num_episodes)`` (see the module docstring)."""
-    if common_random_numbers:
-        shared = np.asarray(_seeds(key[None], num_episodes))
-        return np.broadcast_to(shared, (num_members, num_episodes)).copy()
-    member_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(num_members))
-    return np.asarray(_seeds(member_keys, num_episodes))
+    return np.asarray(_seeds(key, num_members, num_episodes, common_random_numbers))
 
 
 def evaluate_population(
@@ -75,5 +74,6 @@ def evaluate(
     return Episodes(runs.returns, runs.lengths, _merged(runs.obs_stats))
 
 
+@jax.jit
 def _merged(stacked: Any) -> ObsStats:
     return merge_stacked_obs_stats(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), stacked))
