@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from es_toolkit import gym as gym_lib
-from es_toolkit import rollout
-from es_toolkit.policies import merge_obs_stats
-from es_toolkit.strategies.base import fitness_metrics
+from es_toolkit import parallel, population_shard, rollout
+from es_toolkit.policies import merge_obs_stats, merge_stacked_obs_stats
+from es_toolkit.strategies.base import fitness_metrics, own_members
 
 
 def run_key(config: Any) -> jax.Array:
@@ -75,23 +75,29 @@ def record_evaluation(state: Any, eval_returns: jax.Array) -> Any:
     )
 
 
-def make_jax_block(config: Any, task: Any):
-    """The block for a JAX-native env, jitted whole."""
+def make_jax_block(config: Any, task: Any, mesh: Any = None):
+    """The block for a JAX-native env, jitted whole; with a ``mesh`` (see
+    ``es_toolkit.parallel``), each generation's population is sharded over its devices."""
     strategy, env, env_params, apply = task.strategy, task.env, task.env_params, task.policy.apply
 
     def generation(state, _):
         key = jax.random.fold_in(run_key(config), state.generation)
-        population = strategy.ask(key, state.strategy_state)
+        # This device's members (all of them unless sharded), then every member's results.
+        start, count = own_members(strategy)
         episodes = rollout.evaluate_population(
             key,
             env,
             env_params,
             apply,
-            population,
+            strategy.ask(key, state.strategy_state, start, count),
             policy_stats(config, state.obs_stats),
             config.episodes_per_member,
             common_random_numbers=config.common_random_numbers,
+            first_member=start,
+            merge_stats=False,
         )
+        returns, lengths, stats = population_shard.all_gather(episodes)
+        episodes = rollout.Episodes(returns, lengths, merge_stacked_obs_stats(stats))
         return update(config, task, state, key, episodes)
 
     def block(state):
@@ -107,7 +113,9 @@ def make_jax_block(config: Any, task: Any):
         )
         return record_evaluation(state, evaluation.returns), metrics, evaluation.returns
 
-    return jax.jit(block)
+    # Sharded, every device runs its members' episodes; the evaluation of the mean policy
+    # is repeated on each (its episodes are few).
+    return jax.jit(parallel.shard(block, mesh))
 
 
 def make_gym_block(config: Any, task: Any, pool: gym_lib.RolloutPool):

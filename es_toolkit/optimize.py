@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from es_toolkit import parallel, population_shard
 from es_toolkit._validate import check_float_tree, check_int, check_optional_int
 from es_toolkit.progress import Progress
 from es_toolkit.strategies import base
@@ -56,6 +57,7 @@ def minimize(
     callback: Callable[[dict[str, Any]], bool | None] | None = None,
     block_size: int = 50,
     progress: bool = True,
+    mesh: Any = None,
 ) -> OptimizeResult:
     """Minimizes ``f`` from ``x0`` with an evolution strategy.
 
@@ -75,6 +77,9 @@ def minimize(
             block as NumPy arrays, ``best_value``, ``state``); returning ``True`` stops.
         block_size: generations per jitted block (progress and callbacks in between).
         progress: print a progress line to standard error after every block.
+        mesh: shard the population over devices: a device count, a sequence of devices or
+            a 1-D ``Mesh`` with axis ``"pop"`` (see ``es_toolkit.parallel``); the result is
+            the single-device one up to float rounding. ``None``: no sharding.
 
     Returns:
         An :class:`OptimizeResult`. ``metrics`` holds the strategy's metrics (fitness is
@@ -100,6 +105,7 @@ def minimize(
         callback=callback,
         block_size=block_size,
         progress=progress,
+        mesh=mesh,
     )
 
 
@@ -116,8 +122,10 @@ def _optimize(
     callback=None,
     block_size=50,
     progress=True,
+    mesh=None,
 ) -> OptimizeResult:
     x0 = check_float_tree("x0", x0)
+    mesh = None if mesh is None else parallel.make_mesh(mesh)
     num_generations = check_int("num_generations", num_generations, minimum=1)
     block_size = min(check_int("block_size", block_size, minimum=1), num_generations)
     chunk_size = check_optional_int("chunk_size", chunk_size, minimum=1)
@@ -130,7 +138,7 @@ def _optimize(
     def fitness_fn(params):
         return sign * f(params)
 
-    run_block = _block_runner(f, strategy, sign, chunk_size, block_size)
+    run_block = _block_runner(f, strategy, sign, chunk_size, block_size, mesh)
     num_generations_array = jnp.asarray(num_generations, jnp.int32)
     target_array = jnp.asarray(target_fitness, jnp.float32)
     initial = strategy.init(x0)
@@ -177,7 +185,7 @@ def _optimize(
     )
 
 
-def _block_runner(f, strategy, sign, chunk_size, block_size):
+def _block_runner(f, strategy, sign, chunk_size, block_size, mesh):
     """The jitted block for these static settings: cached when they are hashable (``f``
     and the strategy's functions count by identity), else compiled for this call only."""
     static = {
@@ -186,6 +194,7 @@ def _block_runner(f, strategy, sign, chunk_size, block_size):
         "sign": sign,
         "chunk_size": chunk_size,
         "block_size": block_size,
+        "mesh": mesh,
     }
     try:
         hash(tuple(static.values()))
@@ -195,10 +204,11 @@ def _block_runner(f, strategy, sign, chunk_size, block_size):
 
 
 def _block(
-    carry, key, target_fitness, num_generations, *, f, strategy, sign, chunk_size, block_size
+    carry, key, target_fitness, num_generations, *, f, strategy, sign, chunk_size, block_size, mesh
 ):
     """``block_size`` generations from ``carry`` in a ``lax.scan``; generations after the
-    last (``num_generations``) or after reaching ``target_fitness`` are skipped."""
+    last (``num_generations``) or after reaching ``target_fitness`` are skipped. With a
+    ``mesh``, the population of every generation is sharded over its devices."""
 
     def fitness_fn(params):
         return sign * f(params)
@@ -219,7 +229,8 @@ def _block(
         return _Carry(state, best_params, best_fitness, carry.generation + 1, done), metrics
 
     def step(carry: _Carry, _):
-        skipped = jax.eval_shape(generation, carry)[1]
+        with population_shard.whole():  # shapes only: they do not depend on sharding
+            skipped = jax.eval_shape(generation, carry)[1]
         return jax.lax.cond(
             carry.done,
             lambda c: (c, jax.tree.map(_placeholder, skipped)),
@@ -227,11 +238,14 @@ def _block(
             carry,
         )
 
-    return jax.lax.scan(step, carry, length=block_size)
+    def run(carry):
+        return jax.lax.scan(step, carry, length=block_size)
+
+    return parallel.shard(run, mesh)(carry)
 
 
 _cached_block = jax.jit(
-    _block, static_argnames=("f", "strategy", "sign", "chunk_size", "block_size")
+    _block, static_argnames=("f", "strategy", "sign", "chunk_size", "block_size", "mesh")
 )
 
 

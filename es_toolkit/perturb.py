@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax.tree
 from jax.ad_checkpoint import checkpoint_name
 
+from es_toolkit import population_shard
 from es_toolkit import sampling as sampling_lib
 from es_toolkit._validate import check_array_output, check_float_tree, check_positive_scalar
 from es_toolkit.noise import Gumbel
@@ -116,7 +117,8 @@ def make_perturbed_fun(
     def perturbed(key: PRNGKey, x: PyTree) -> PyTree:
         x = check_float_tree("x", x)
         out_shape = check_array_output("fun", fun, x)
-        if sampling.chunk_size is not None and _is_scalar(out_shape):
+        sharded = population_shard.current() is not None
+        if (sampling.chunk_size is not None or sharded) and _is_scalar(out_shape):
             return chunked_scalar(key, x)
         baseline = fun(jax.lax.stop_gradient(x)) if use_baseline else None
 
@@ -124,7 +126,7 @@ def make_perturbed_fun(
             members = sampling_lib.sample_members(sampling, key, start, count, x)
             return jax.vmap(lambda z: _dice_estimate(fun, noise, sigma, x, z, baseline))(members)
 
-        if sampling.chunk_size is None:
+        if sampling.chunk_size is None and population_shard.current() is None:
             outputs = member_outputs(0, sampling_lib.num_directions(sampling))
             return jax.tree.map(lambda leaf: jnp.mean(leaf, axis=0), outputs)
 

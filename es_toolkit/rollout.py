@@ -97,6 +97,8 @@ def evaluate_population(
     num_episodes: int = 1,
     *,
     common_random_numbers: bool = False,
+    first_member: Any = 0,
+    merge_stats: bool = True,
 ) -> Episodes:
     """Every member's mean return over ``num_episodes`` episodes.
 
@@ -104,10 +106,16 @@ def evaluate_population(
     ``common_random_numbers``, every member uses ``key`` itself (the same initial states
     and noise), which removes that variance from their comparison. Returns ``returns`` and
     ``lengths`` of shape ``(population,)`` (mean return, total steps per member) and the
-    statistics of all observations of the population.
+    statistics of all observations of the population (with ``merge_stats=False``, each
+    member's, stacked).
+
+    ``first_member`` is the index of ``population``'s first member in the whole population
+    (a device evaluating its block of members passes its offset), so member ``i`` draws the
+    same episodes wherever it is evaluated.
     """
     size = jax.tree.leaves(population)[0].shape[0]
-    member_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(size))
+    indices = first_member + jnp.arange(size)
+    member_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
     if common_random_numbers:
         member_keys = jnp.broadcast_to(key, member_keys.shape)
 
@@ -116,4 +124,5 @@ def evaluate_population(
         return Episodes(jnp.mean(runs.returns), jnp.sum(runs.lengths), runs.obs_stats)
 
     runs = jax.vmap(member)(member_keys, population)
-    return Episodes(runs.returns, runs.lengths, merge_stacked_obs_stats(runs.obs_stats))
+    stats = merge_stacked_obs_stats(runs.obs_stats) if merge_stats else runs.obs_stats
+    return Episodes(runs.returns, runs.lengths, stats)

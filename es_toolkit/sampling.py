@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax.tree
 
 from es_toolkit import noise as noise_lib
+from es_toolkit import population_shard
 from es_toolkit._validate import check_int, check_optional_int
 from es_toolkit.types import Noise, PRNGKey, PyTree
 
@@ -161,22 +162,32 @@ def sweep(
     ``start .. start + count - 1``. Full chunks run in a ``lax.scan`` whose body is
     rematerialized under differentiation (``policy`` may keep cheap residuals such as
     ``fun``'s outputs), so memory is O(chunk * d) for values and derivatives alike.
+
+    Inside ``parallel.shard`` each device sweeps only its own block of directions and the
+    partial sums are added over devices (``psum``): only the d-sized sum crosses devices.
     """
-    total = num_directions(sampling)
-    chunk = chunk_directions(sampling, like)
+    first, total = population_shard.own_range(num_directions(sampling))
+    chunk = min(chunk_directions(sampling, like), total)
+    block = orthogonal_block(sampling, like)
+    if (total % block or chunk % block) and population_shard.current() is not None:
+        raise ValueError(
+            f"orthogonal blocks of {block} directions would straddle devices: each device "
+            f"holds {total} directions; use a population whose directions per device are a "
+            f"multiple of {block}."
+        )
     if chunk >= total:
-        return chunk_sum(0, total)
+        return population_shard.psum(chunk_sum(first, total))
     num_full, rest = divmod(total, chunk)
     body = jax.checkpoint(lambda start: chunk_sum(start, chunk), policy=policy, prevent_cse=False)
 
     def step(acc, index):
-        return optax.tree.add(acc, body(index * chunk)), None
+        return optax.tree.add(acc, body(first + index * chunk)), None
 
     init = optax.tree.zeros_like(jax.eval_shape(lambda start: chunk_sum(start, chunk), 0))
-    acc, _ = jax.lax.scan(step, init, jnp.arange(num_full))
+    acc, _ = jax.lax.scan(step, population_shard.varying(init), jnp.arange(num_full))
     if rest:
-        acc = optax.tree.add(acc, chunk_sum(num_full * chunk, rest))
-    return acc
+        acc = optax.tree.add(acc, chunk_sum(first + num_full * chunk, rest))
+    return population_shard.psum(acc)
 
 
 def _orthogonalize_tree(draws: PyTree, block: int) -> PyTree:
@@ -272,8 +283,9 @@ def weighted_sums(
         )
 
     if directions is not None:
-        check_directions(sampling, like, directions)
-        return sums(directions, 0, num_directions(sampling))
+        first, count = population_shard.own_range(num_directions(sampling))
+        check_directions(sampling, like, directions, count)
+        return population_shard.psum(sums(directions, first, count))
     return sweep(
         sampling,
         like,
@@ -283,9 +295,12 @@ def weighted_sums(
     )
 
 
-def check_directions(sampling: Sampling, like: PyTree, directions: PyTree) -> None:
-    """Raises unless ``directions`` is shaped like the noise of the whole population."""
-    count = num_directions(sampling)
+def check_directions(
+    sampling: Sampling, like: PyTree, directions: PyTree, count: int | None = None
+) -> None:
+    """Raises unless ``directions`` is shaped like the noise of ``count`` directions (the
+    whole population by default)."""
+    count = num_directions(sampling) if count is None else count
     expected = [((count, *jnp.shape(p)), jnp.result_type(p)) for p in jax.tree.leaves(like)]
     got = [(jnp.shape(z), jnp.result_type(z)) for z in jax.tree.leaves(directions)]
     if jax.tree.structure(directions) != jax.tree.structure(like) or got != expected:

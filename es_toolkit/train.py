@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from es_toolkit import generations, rollout
+from es_toolkit import generations, parallel, rollout
 from es_toolkit import gym as gym_lib
 from es_toolkit import strategies as strategies_lib
 from es_toolkit._validate import check_int
@@ -68,6 +68,7 @@ class TrainConfig:
     max_episode_steps: int | None = None  # episode length cap (default: the env's time limit)
     reward_shift: float = 0.0  # subtracted from every step's reward in training fitness (ARS)
     strategy_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. ARS's b
+    devices: int | None = None  # shard each generation over this many devices (JAX envs)
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "hidden_sizes": list(self.hidden_sizes)}
@@ -292,8 +293,14 @@ def make_block(config: TrainConfig, task: Task, pool: Any = None):
     """``block(state) -> (state, per-generation metrics, eval returns)``: ``eval_every``
     generations, then ``eval_episodes`` episodes of the mean policy (see ``generations``)."""
     if task.backend == "gymnasium":
+        if config.devices is not None:
+            raise ValueError(
+                "devices shards JAX environments over devices; Gymnasium envs run in rollout "
+                "workers: use num_workers."
+            )
         return generations.make_gym_block(config, task, pool)
-    return generations.make_jax_block(config, task)
+    mesh = None if config.devices is None else parallel.make_mesh(config.devices)
+    return generations.make_jax_block(config, task, mesh)
 
 
 def rollout_pool(config: TrainConfig, task: Task):

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 import optax.tree
 
+from es_toolkit import population_shard
 from es_toolkit import sampling as sampling_lib
 from es_toolkit._validate import check_float_tree, check_positive_scalar
 from es_toolkit.noise import Normal
@@ -188,21 +189,34 @@ def evaluate(
 
     Members are regenerated from ``key`` chunk by chunk with ``strategy.ask``, so memory is
     O(chunk_size * d) whatever the population size. ``chunk_size`` must be even for
-    strategies with antithetic pairs.
+    strategies with antithetic pairs. Inside ``parallel.shard`` each device evaluates its
+    own block of members and the fitness is gathered, so every device returns all of it.
     """
-    n = strategy.population_size
+    start, n = own_members(strategy)
     if chunk_size is None or chunk_size >= n:
-        return jax.vmap(fitness_fn)(strategy.ask(key, state))
+        whole = population_shard.current() is None
+        members = strategy.ask(key, state) if whole else strategy.ask(key, state, start, n)
+        return population_shard.all_gather(jax.vmap(fitness_fn)(members))
     num_full, rest = divmod(n, chunk_size)
 
     def chunk(index):
-        return jax.vmap(fitness_fn)(strategy.ask(key, state, index * chunk_size, chunk_size))
+        members = strategy.ask(key, state, start + index * chunk_size, chunk_size)
+        return jax.vmap(fitness_fn)(members)
 
     fitness = jax.lax.map(chunk, jnp.arange(num_full)).reshape(-1)
     if rest:
-        tail = jax.vmap(fitness_fn)(strategy.ask(key, state, num_full * chunk_size, rest))
+        tail = jax.vmap(fitness_fn)(strategy.ask(key, state, start + num_full * chunk_size, rest))
         fitness = jnp.concatenate([fitness, tail])
-    return fitness
+    return population_shard.all_gather(fitness)
+
+
+def own_members(strategy: EvolutionStrategy) -> tuple[Any, int]:
+    """``(start, count)`` of the members this device evaluates: all of them, or inside
+    ``parallel.shard`` its block (whole antithetic pairs)."""
+    per = 1 if strategy.sampling is None else sampling_lib.members_per_direction(strategy.sampling)
+    what = "antithetic pairs" if per > 1 else "members"
+    first, count = population_shard.own_range(strategy.population_size // per, what)
+    return first * per, count * per
 
 
 def draws_once(strategy: EvolutionStrategy, like: PyTree, chunk_size: int | None = None) -> bool:
@@ -238,10 +252,9 @@ def evaluate_and_tell(
         new_state, metrics = strategy.tell(key, state, fitness)
         return new_state, metrics, fitness
     sampling = strategy.sampling
-    directions = sampling_lib.sample_directions(
-        sampling, key, 0, sampling_lib.num_directions(sampling), state.mean
-    )
+    first, count = population_shard.own_range(sampling_lib.num_directions(sampling))
+    directions = sampling_lib.sample_directions(sampling, key, first, count, state.mean)
     members = members_from_directions(sampling, state.mean, strategy.scale(state), directions)
-    fitness = jax.vmap(fitness_fn)(members)
+    fitness = population_shard.all_gather(jax.vmap(fitness_fn)(members))
     new_state, metrics = strategy.tell(key, state, fitness, directions=directions)
     return new_state, metrics, fitness

@@ -1,0 +1,189 @@
+"""Devices and hosts: meshes, the population sharded with ``jax.shard_map``, multi-host
+start-up. The only module of es_toolkit that touches devices.
+
+``shard(fn, mesh)`` runs ``fn`` on every device of a 1-D mesh (axis ``"pop"``) with every
+argument replicated. While ``fn`` is traced, ``population_shard`` tells the estimators
+which slice of the population this device owns: each device regenerates the noise of its
+own members from the key (member ``i`` uses ``fold_in(key, i)``), evaluates them, and the
+only values that cross devices are fitness scalars (all-gathered for rank shaping) and
+d-sized partial sums of weighted noise (psum). Every device then computes the same update,
+so the state stays replicated, and the result equals the single-device one up to float
+rounding, whatever the number of devices.
+
+Across hosts the mesh spans every process's devices (``initialize_distributed`` first);
+each process evaluates only the members of its own devices.
+"""
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from es_toolkit import population_shard
+from es_toolkit._validate import check_int
+
+AXIS = population_shard.AXIS
+# Environment variables read by initialize_distributed when no argument is given.
+ENV_COORDINATOR = "ES_TOOLKIT_COORDINATOR"
+ENV_NUM_PROCESSES = "ES_TOOLKIT_NUM_PROCESSES"
+ENV_PROCESS_ID = "ES_TOOLKIT_PROCESS_ID"
+
+
+def make_mesh(devices: int | Sequence[Any] | Mesh | None = None) -> Mesh:
+    """A 1-D mesh with axis ``"pop"``.
+
+    Args:
+        devices: ``None`` for every device (of every process), an int ``n`` for the first
+            ``n`` of them, a sequence of devices, or a ``Mesh`` (returned if it is 1-D
+            with axis ``"pop"``).
+    """
+    if isinstance(devices, Mesh):
+        if devices.axis_names != (AXIS,):
+            raise ValueError(
+                f"mesh must be 1-D with axis name {AXIS!r}, got axes {devices.axis_names}."
+            )
+        return devices
+    available = jax.devices()
+    if devices is None:
+        chosen = available
+    elif isinstance(devices, int) and not isinstance(devices, bool):
+        check_int("devices", devices, minimum=1)
+        if devices > len(available):
+            raise ValueError(
+                f"devices={devices} but only {len(available)} are available "
+                f"({available[0].platform}); on a CPU, set XLA_FLAGS="
+                f"--xla_force_host_platform_device_count={devices} before JAX starts."
+            )
+        chosen = available[:devices]
+    else:
+        chosen = list(devices)
+        if not chosen:
+            raise ValueError("devices must not be empty.")
+    return Mesh(np.array(chosen), (AXIS,))
+
+
+def shard(fn: Callable[..., Any], mesh: Mesh | int | Sequence[Any] | None) -> Callable[..., Any]:
+    """``fn`` with its population sharded over ``mesh`` (see the module docstring).
+
+    Every argument and output is replicated; jit the result at the outside. ``mesh=None``
+    returns ``fn`` itself (no sharding), so callers can pass their ``mesh`` option on.
+    """
+    if mesh is None:
+        return fn
+    mesh = make_mesh(mesh)
+    size = mesh.size
+
+    def traced_on_each_device(*args):
+        with population_shard.tracing(size):
+            return fn(*args)
+
+    return jax.shard_map(
+        traced_on_each_device,
+        mesh=mesh,
+        in_specs=PartitionSpec(),
+        out_specs=PartitionSpec(),
+        check_vma=False,
+    )
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Places a pytree of arrays, identical on every process, replicated on the mesh."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda _: np.asarray(x)),
+        tree,
+    )
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    timeout_s: int = 60,
+) -> bool:
+    """Joins this process to a multi-process JAX runtime (``jax.distributed``).
+
+    Arguments default to the environment variables ``ES_TOOLKIT_COORDINATOR``
+    (``host:port``), ``ES_TOOLKIT_NUM_PROCESSES`` and ``ES_TOOLKIT_PROCESS_ID``. With none
+    of them set, does nothing and returns False (a single process). The coordinator (process
+    0) binds only to the address given, never to every interface. A process that does not
+    join within ``timeout_s`` seconds makes the others fail with an error instead of hanging.
+    """
+    coordinator_address = coordinator_address or os.environ.get(ENV_COORDINATOR)
+    if num_processes is None and os.environ.get(ENV_NUM_PROCESSES):
+        num_processes = int(os.environ[ENV_NUM_PROCESSES])
+    if process_id is None and os.environ.get(ENV_PROCESS_ID):
+        process_id = int(os.environ[ENV_PROCESS_ID])
+    given = [coordinator_address, num_processes, process_id]
+    if all(value is None for value in given):
+        return False
+    if any(value is None for value in given):
+        raise ValueError(
+            "multi-process start-up needs coordinator_address, num_processes and process_id "
+            f"(or {ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}); got "
+            f"coordinator_address={coordinator_address!r}, num_processes={num_processes!r}, "
+            f"process_id={process_id!r}."
+        )
+    num_processes = check_int("num_processes", num_processes, minimum=1)
+    process_id = check_int("process_id", process_id, minimum=0)
+    if process_id >= num_processes:
+        raise ValueError(f"process_id must be < num_processes={num_processes}, got {process_id}.")
+    if ":" not in coordinator_address:
+        raise ValueError(
+            f"coordinator_address must be host:port, e.g. 127.0.0.1:12345, got "
+            f"{coordinator_address!r}."
+        )
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+        coordinator_bind_address=coordinator_address,
+        initialization_timeout=timeout_s,
+    )
+    return True
+
+
+def is_main_process() -> bool:
+    """True on process 0, the one that writes logs and checkpoints."""
+    return jax.process_index() == 0
+
+
+# Cross-device operations of a compiled XLA program (``-start`` forms are the async ones).
+COLLECTIVE_OPS = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
+_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2}
+_INSTRUCTION = re.compile(
+    r"=\s*(?P<result>.+?)\s+(?P<op>" + "|".join(COLLECTIVE_OPS) + r")(?:-start)?\("
+)
+_ARRAY = re.compile(r"(?P<dtype>[a-z]+\d*)\[(?P<dims>[\d,]*)\]")
+
+
+class Collective(NamedTuple):
+    op: str  # e.g. "all-gather"
+    shapes: tuple[tuple[int, ...], ...]  # of the result (several for a combined op)
+    bytes: int  # size of the result per device
+
+
+def collectives(compiled: Any) -> list[Collective]:
+    """The cross-device operations of a compiled program (``jit(f).lower(...).compile()``
+    or its ``as_text()``), with the size of what each one produces per device."""
+    text = compiled if isinstance(compiled, str) else compiled.as_text()
+    found = []
+    for line in text.splitlines():
+        match = _INSTRUCTION.search(line)
+        if match is None:
+            continue
+        shapes, size = [], 0
+        for array in _ARRAY.finditer(match["result"]):
+            dims = tuple(int(d) for d in array["dims"].split(",") if d)
+            shapes.append(dims)
+            width = _DTYPE_BYTES.get(array["dtype"], 8 if array["dtype"].endswith("64") else 4)
+            size += int(np.prod(dims, dtype=np.int64)) * width
+        found.append(Collective(match["op"], tuple(shapes), size))
+    return found
