@@ -37,6 +37,7 @@ def make_perturbed_fun(
     antithetic: bool = False,
     orthogonal: bool = False,
     chunk_size: int | None = None,
+    mesh: Any = None,
 ) -> Callable[[PRNGKey, PyTree], PyTree]:
     r"""Returns a differentiable approximation of a function, using stochastic perturbations.
 
@@ -83,6 +84,11 @@ def make_perturbed_fun(
         chunk_size: evaluate this many samples at a time, regenerating each one's noise from
             its key, so that memory is O(chunk_size * d) instead of O(num_samples * d),
             also under ``jax.grad`` and ``jax.hessian``. ``None`` evaluates all at once.
+        mesh: shard the samples over devices: a device count, a sequence of devices or a
+            1-D ``Mesh`` with axis ``"pop"``. Each device draws and evaluates its own block
+            of samples; only d-sized sums cross devices, and the numbers equal the
+            unsharded ones up to float rounding. ``num_samples`` (pairs, with
+            ``antithetic``) must divide by the device count. ``None``: no sharding.
 
     Returns:
         ``fn(key, x)`` with the output structure of ``fun(x)``.
@@ -153,7 +159,7 @@ def make_perturbed_fun(
         value, grad = _sweep_estimates(fun, sampling, sigma, noise, key, x, baseline, dice=True)
         return value, _tree_vdot(grad, tangents[1])
 
-    return perturbed
+    return _on_mesh(perturbed, mesh)
 
 
 def make_perturbed_value_and_grad(
@@ -166,6 +172,7 @@ def make_perturbed_value_and_grad(
     antithetic: bool = False,
     orthogonal: bool = False,
     chunk_size: int | None = None,
+    mesh: Any = None,
 ) -> Callable[[PRNGKey, PyTree], tuple[jax.Array, PyTree]]:
     r"""Returns ``fn(key, x) -> (value, grad)``: the first-order fast path.
 
@@ -183,8 +190,8 @@ def make_perturbed_value_and_grad(
 
     Args:
         fun: a function from a pytree of float arrays to a scalar.
-        num_samples, sigma, noise, use_baseline, antithetic, orthogonal, chunk_size: as in
-            :func:`make_perturbed_fun`.
+        num_samples, sigma, noise, use_baseline, antithetic, orthogonal, chunk_size, mesh:
+            as in :func:`make_perturbed_fun`.
 
     Returns:
         ``fn(key, x)`` returning the estimate of :math:`f_\sigma(x)` and of its gradient,
@@ -217,7 +224,16 @@ def make_perturbed_value_and_grad(
         baseline = fun(x) if use_baseline else None
         return _sweep_estimates(fun, sampling, sigma, noise, key, x, baseline)
 
-    return value_and_grad
+    return _on_mesh(value_and_grad, mesh)
+
+
+def _on_mesh(fn, mesh):
+    """``fn`` with its samples sharded over ``mesh`` (see ``es_toolkit.parallel``)."""
+    if mesh is None:
+        return fn
+    from es_toolkit import parallel  # parallel builds on this module: import on demand
+
+    return parallel.shard(fn, mesh)
 
 
 def _make_sampling(num_samples, sigma, noise, antithetic, orthogonal, chunk_size):

@@ -64,8 +64,8 @@ def own_range(total: int, what: str = "directions") -> tuple[Any, int]:
         return 0, total
     if total % shard.num_shards:
         raise ValueError(
-            f"{total} {what} do not split evenly over {shard.num_shards} devices; use a "
-            f"population whose {what} are a multiple of the device count (e.g. "
+            f"{total} {what} do not split evenly over {shard.num_shards} devices; choose a "
+            f"population with a multiple of {shard.num_shards} {what} (e.g. "
             f"{-(-total // shard.num_shards) * shard.num_shards})."
         )
     count = total // shard.num_shards

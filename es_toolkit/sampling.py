@@ -90,6 +90,13 @@ def num_directions(sampling: Sampling) -> int:
     return sampling.population_size // members_per_direction(sampling)
 
 
+def own_directions(sampling: Sampling) -> tuple[Any, int]:
+    """``(first, count)`` of the directions this device owns: all of them, or inside
+    ``parallel.shard`` its block (see ``population_shard``)."""
+    what = "antithetic pairs" if sampling.antithetic else "samples"
+    return population_shard.own_range(num_directions(sampling), what)
+
+
 def flat_size(tree: PyTree) -> int:
     """Total number of scalars in a pytree of arrays."""
     return sum(leaf.size for leaf in jax.tree.leaves(tree))
@@ -166,7 +173,7 @@ def sweep(
     Inside ``parallel.shard`` each device sweeps only its own block of directions and the
     partial sums are added over devices (``psum``): only the d-sized sum crosses devices.
     """
-    first, total = population_shard.own_range(num_directions(sampling))
+    first, total = own_directions(sampling)
     chunk = min(chunk_directions(sampling, like), total)
     block = orthogonal_block(sampling, like)
     if (total % block or chunk % block) and population_shard.current() is not None:
@@ -283,7 +290,7 @@ def weighted_sums(
         )
 
     if directions is not None:
-        first, count = population_shard.own_range(num_directions(sampling))
+        first, count = own_directions(sampling)
         check_directions(sampling, like, directions, count)
         return population_shard.psum(sums(directions, first, count))
     return sweep(

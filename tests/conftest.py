@@ -1,4 +1,4 @@
-"""Test set-up: 4 forced CPU devices, so sharding is testable on any machine, and a
+"""Test set-up: 8 forced CPU devices, so sharding is testable on any machine, and a
 faster-compiling XLA backend.
 
 This runs before any test touches JAX's backend; the library itself never queries devices
@@ -15,5 +15,5 @@ os.environ["XLA_FLAGS"] = " ".join(
 
 import jax
 
-jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_platforms", "cpu")

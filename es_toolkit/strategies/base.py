@@ -213,9 +213,10 @@ def evaluate(
 def own_members(strategy: EvolutionStrategy) -> tuple[Any, int]:
     """``(start, count)`` of the members this device evaluates: all of them, or inside
     ``parallel.shard`` its block (whole antithetic pairs)."""
-    per = 1 if strategy.sampling is None else sampling_lib.members_per_direction(strategy.sampling)
-    what = "antithetic pairs" if per > 1 else "members"
-    first, count = population_shard.own_range(strategy.population_size // per, what)
+    if strategy.sampling is None:
+        return population_shard.own_range(strategy.population_size, "members")
+    per = sampling_lib.members_per_direction(strategy.sampling)
+    first, count = sampling_lib.own_directions(strategy.sampling)
     return first * per, count * per
 
 
@@ -252,7 +253,7 @@ def evaluate_and_tell(
         new_state, metrics = strategy.tell(key, state, fitness)
         return new_state, metrics, fitness
     sampling = strategy.sampling
-    first, count = population_shard.own_range(sampling_lib.num_directions(sampling))
+    first, count = sampling_lib.own_directions(sampling)
     directions = sampling_lib.sample_directions(sampling, key, first, count, state.mean)
     members = members_from_directions(sampling, state.mean, strategy.scale(state), directions)
     fitness = population_shard.all_gather(jax.vmap(fitness_fn)(members))
