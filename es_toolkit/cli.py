@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from es_toolkit import objectives
+from es_toolkit import objectives, parallel
 from es_toolkit import strategies as strategies_lib
 from es_toolkit.checkpoint import CheckpointError
 from es_toolkit.gym import RolloutError
@@ -89,10 +89,13 @@ def add_optimize_command(commands: Any) -> None:
     cmd.add_argument("--out", type=Path, default=None, help="output folder")
     cmd.add_argument("--overwrite", action="store_true", help="replace a previous run's files")
     cmd.add_argument("--quiet", action="store_true", help="no progress line")
+    add_parallel_arguments(cmd)
     cmd.set_defaults(run=run_optimize)
 
 
 def run_optimize(args: argparse.Namespace) -> int:
+    start_processes(args)
+    main_process = parallel.is_main_process()
     objective = objectives.get(args.objective)
     low, high = objective.bounds
     sigma = args.sigma if args.sigma is not None else 0.05 * (high - low)
@@ -100,7 +103,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / (
         f"optimize-{args.objective}-d{args.dim}-{args.strategy}-seed{args.seed}"
     )
-    log = JsonlLog(claim_output_folder(out, args.overwrite) / LOG_NAME)
+    log = JsonlLog(claim_output_folder(out, args.overwrite) / LOG_NAME) if main_process else None
     key = jax.random.key(args.seed)
     x0 = objective.init(jax.random.fold_in(key, 0), args.dim)
     start = time.perf_counter()
@@ -110,7 +113,8 @@ def run_optimize(args: argparse.Namespace) -> int:
         nonlocal written
         rows = metrics_rows(info["metrics"], written)
         wall = time.perf_counter() - start
-        log.write([{**row, "wall_time": wall} for row in rows])
+        if log is not None:
+            log.write([{**row, "wall_time": wall} for row in rows])
         written += len(rows)
 
     result = minimize(
@@ -122,10 +126,13 @@ def run_optimize(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         target=args.target,
         callback=record,
-        progress=not args.quiet,
+        progress=not args.quiet and main_process,
+        mesh=args.devices or (jax.device_count() if jax.process_count() > 1 else None),
     )
     wall = time.perf_counter() - start
     optimal = objective.optimal_value(args.dim)
+    if not main_process:
+        return 0
     curve = plot_curves(
         out / "curve.png",
         np.arange(1, result.num_generations + 1),
@@ -202,10 +209,12 @@ def add_train_command(commands: Any) -> None:
     cmd.add_argument("--resume", action="store_true", help="continue the run in --out")
     cmd.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     cmd.add_argument("--quiet", action="store_true")
+    add_parallel_arguments(cmd)
     cmd.set_defaults(run=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    start_processes(args)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if "hidden_sizes" in given:
@@ -221,6 +230,8 @@ def run_train(args: argparse.Namespace) -> int:
     result = train(
         config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
     )
+    if not parallel.is_main_process():
+        return 0
     print(
         f"{result.config.env} {result.config.strategy}: mean return "
         f"{result.final_return_mean:.2f} +- {result.final_return_std:.2f} over "
@@ -278,6 +289,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
             )
             print(f"recorded {path}: return {episode.total:.2f} in {episode.length} steps")
     return 0
+
+
+def add_parallel_arguments(cmd: Any) -> None:
+    """``--devices`` and the multi-process start-up options (see docs/multihost.md)."""
+    group = cmd.add_argument_group(
+        "devices and hosts",
+        "Shard the population over devices, and over processes started on one or more "
+        f"hosts (or set {parallel.ENV_COORDINATOR}, {parallel.ENV_NUM_PROCESSES} and "
+        f"{parallel.ENV_PROCESS_ID}). Process 0 alone writes the run's files.",
+    )
+    group.add_argument(
+        "--devices", type=int, help="devices to shard over (default: all, if several processes)"
+    )
+    group.add_argument("--coordinator", help="HOST:PORT of process 0; it binds only there")
+    group.add_argument("--num-processes", type=int)
+    group.add_argument("--process-id", type=int)
+
+
+def start_processes(args: argparse.Namespace) -> None:
+    parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
 
 
 def make_strategy(name: str, population_size: int, sigma: float):

@@ -31,6 +31,8 @@ AXIS = population_shard.AXIS
 ENV_COORDINATOR = "ES_TOOLKIT_COORDINATOR"
 ENV_NUM_PROCESSES = "ES_TOOLKIT_NUM_PROCESSES"
 ENV_PROCESS_ID = "ES_TOOLKIT_PROCESS_ID"
+# Seconds without a heartbeat after which a process counts as dead and the others abort.
+DEFAULT_HEARTBEAT_TIMEOUT_S = 20
 
 
 def make_mesh(devices: int | Sequence[Any] | Mesh | None = None) -> Mesh:
@@ -107,6 +109,7 @@ def initialize_distributed(
     process_id: int | None = None,
     *,
     timeout_s: int = 60,
+    heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S,
 ) -> bool:
     """Joins this process to a multi-process JAX runtime (``jax.distributed``).
 
@@ -114,7 +117,8 @@ def initialize_distributed(
     (``host:port``), ``ES_TOOLKIT_NUM_PROCESSES`` and ``ES_TOOLKIT_PROCESS_ID``. With none
     of them set, does nothing and returns False (a single process). The coordinator (process
     0) binds only to the address given, never to every interface. A process that does not
-    join within ``timeout_s`` seconds makes the others fail with an error instead of hanging.
+    join within ``timeout_s`` seconds, or that dies later (no heartbeat for
+    ``heartbeat_timeout_s`` seconds), makes the others fail with an error instead of hanging.
     """
     coordinator_address = coordinator_address or os.environ.get(ENV_COORDINATOR)
     if num_processes is None and os.environ.get(ENV_NUM_PROCESSES):
@@ -146,6 +150,7 @@ def initialize_distributed(
         process_id=process_id,
         coordinator_bind_address=coordinator_address,
         initialization_timeout=timeout_s,
+        heartbeat_timeout_seconds=heartbeat_timeout_s,
     )
     return True
 

@@ -299,8 +299,15 @@ def make_block(config: TrainConfig, task: Task, pool: Any = None):
                 "workers: use num_workers."
             )
         return generations.make_gym_block(config, task, pool)
-    mesh = None if config.devices is None else parallel.make_mesh(config.devices)
-    return generations.make_jax_block(config, task, mesh)
+    return generations.make_jax_block(config, task, population_mesh(config))
+
+
+def population_mesh(config: TrainConfig):
+    """The devices a JAX task shards over: ``config.devices``, every device of every
+    process in a multi-process run, or none (one device)."""
+    if config.devices is not None:
+        return parallel.make_mesh(config.devices)
+    return parallel.make_mesh() if jax.process_count() > 1 else None
 
 
 def rollout_pool(config: TrainConfig, task: Task):
@@ -340,7 +347,11 @@ def train(
 def _run_blocks(config: TrainConfig, state: TrainState, out: Path, block, progress: bool):
     """Runs blocks until ``num_generations`` or the target, logging and checkpointing each."""
     log = JsonlLog(out / LOG_NAME)
-    bar = Progress(config.num_generations, f"train {config.env}", enabled=progress)
+    bar = Progress(
+        config.num_generations,
+        f"train {config.env}",
+        enabled=progress and parallel.is_main_process(),
+    )
     start_time = time.perf_counter()
     start_steps = int(state.env_steps)
     try:
@@ -361,8 +372,9 @@ def _run_blocks(config: TrainConfig, state: TrainState, out: Path, block, progre
                 eval_return_mean=float(np.mean(eval_returns)),
                 eval_return_std=float(np.std(eval_returns)),
             )
-            log.write(rows)
-            save_checkpoint(out / CHECKPOINT_NAME, state, _metadata(config, state))
+            if parallel.is_main_process():  # every process holds the same state
+                log.write(rows)
+                save_checkpoint(out / CHECKPOINT_NAME, state, _metadata(config, state))
             bar.update(
                 int(state.generation),
                 eval_return=float(np.mean(eval_returns)),
@@ -401,7 +413,8 @@ def _start(config, out, *, resume, overwrite):
         )
         task = build(config)
         state, _ = load_checkpoint(checkpoint, init_state(config, task))
-        _truncate_log(out / LOG_NAME, int(state.generation))
+        if parallel.is_main_process():
+            _truncate_log(out / LOG_NAME, int(state.generation))
         return config, state, task
     if (out / LOG_NAME).exists() or checkpoint.exists():
         if not overwrite:
@@ -409,9 +422,11 @@ def _start(config, out, *, resume, overwrite):
                 f"{out} already holds a run; pass --resume to continue it, --overwrite to "
                 "replace it, or choose another --out."
             )
-        for name in (LOG_NAME, CHECKPOINT_NAME, "curve.png", "result.json"):
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+        if parallel.is_main_process():
+            for name in (LOG_NAME, CHECKPOINT_NAME, "curve.png", "result.json"):
+                (out / name).unlink(missing_ok=True)
+    if parallel.is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
     task = build(config)
     return config, init_state(config, task), task
 
@@ -431,6 +446,8 @@ def _finish(config: TrainConfig, task: Task, state: TrainState, out: Path, pool)
     returns = evaluate_policy(
         task, config, state.best_params, state.best_obs_stats, config.final_eval_episodes, pool=pool
     )
+    if not parallel.is_main_process():  # process 0 alone writes
+        return TrainResult(state, config, float(np.mean(returns)), float(np.std(returns)), out)
     rows = read_jsonl(out / LOG_NAME)
     evaluated = [row for row in rows if row.get("eval_return_mean") is not None]
     plot_curves(

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import jax
@@ -22,7 +23,7 @@ from jax.sharding import Mesh
 from es_toolkit import Normal, make_perturbed_fun, make_perturbed_value_and_grad, minimize, parallel
 from es_toolkit.objectives import get as get_objective
 from es_toolkit.strategies import ars, open_es, pgpe, snes
-from es_toolkit.train import TrainConfig, train
+from es_toolkit.train import TrainConfig, load_run, task_defaults, train
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE_COUNTS = (1, 2, 4, 8)
@@ -240,3 +241,77 @@ def test_two_processes_give_the_single_process_result():
     assert len(values) == 2
     for line in values:
         assert float(line.split()[1]) == pytest.approx(expected.best_value, rel=1e-5)
+
+
+TRAIN_ARGS = [
+    "--population", "16", "--eval-every", "2", "--eval-episodes", "2",
+    "--final-eval-episodes", "3", "--target-return", "1e9", "--quiet",
+]  # fmt: skip
+
+
+def launch_training(out: Path, generations: int, extra=()) -> list[subprocess.Popen]:
+    """Two `es-toolkit train` processes with two forced CPU devices each."""
+    address = f"127.0.0.1:{free_port()}"
+    # This session's compiler flags too: other LLVM settings round differently, and a
+    # rounding difference can flip a discrete action and change an episode.
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
+    env = {**os.environ, "XLA_FLAGS": flags}
+    command = [sys.executable, "-m", "es_toolkit.cli", "train", *TRAIN_ARGS]
+    return [
+        subprocess.Popen(
+            [*command, "--generations", str(generations), "--out", str(out), "--coordinator",
+             address, "--num-processes", "2", "--process-id", str(i), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        )
+        for i in range(2)
+    ]  # fmt: skip
+
+
+def single_process_config(generations: int) -> TrainConfig:
+    """What ``es-toolkit train`` with ``TRAIN_ARGS`` runs: CartPole's defaults, overridden."""
+    settings = {
+        **task_defaults("CartPole-v1"),
+        "population_size": 16,
+        "num_generations": generations,
+        "eval_every": 2,
+        "eval_episodes": 2,
+        "final_eval_episodes": 3,
+        "target_return": 1e9,
+    }
+    return TrainConfig(**settings)
+
+
+def test_two_training_processes_match_one_and_resume_on_one(tmp_path):
+    processes = launch_training(tmp_path / "two", 4)
+    for proc in processes:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-3000:]
+    _, _, two = load_run(tmp_path / "two" / "checkpoint.npz")
+    one = train(single_process_config(4), tmp_path / "one", progress=False)
+    assert int(two.generation) == 4
+    assert_close(two.strategy_state.mean, one.state.strategy_state.mean)
+    assert_close(two.obs_stats, one.state.obs_stats)
+    # Written by two processes, resumed by one: the same numbers as one process throughout.
+    resumed = train(single_process_config(6), tmp_path / "two", resume=True, progress=False)
+    straight = train(single_process_config(6), tmp_path / "straight", progress=False)
+    assert_close(resumed.state.strategy_state.mean, straight.state.strategy_state.mean)
+    assert (tmp_path / "two" / "result.json").exists()
+
+
+def test_a_killed_process_stops_the_other_within_the_heartbeat_timeout(tmp_path):
+    out = tmp_path / "run"
+    processes = launch_training(out, 100_000)
+    deadline = time.monotonic() + 180
+    while not (out / "checkpoint.npz").exists():
+        assert time.monotonic() < deadline, processes[0].stderr.read()
+        time.sleep(0.2)
+    processes[1].kill()
+    killed_at = time.monotonic()
+    _, err = processes[0].communicate(timeout=120)
+    waited = time.monotonic() - killed_at
+    processes[1].communicate()  # reap it and close its pipes
+    assert processes[0].returncode != 0
+    assert "another task died" in err
+    assert waited < parallel.DEFAULT_HEARTBEAT_TIMEOUT_S + 30
+    _, _, state = load_run(out / "checkpoint.npz")  # the last checkpoint is intact
+    assert int(state.generation) >= 2
