@@ -131,7 +131,7 @@ def test_only_fitness_and_d_sized_sums_cross_devices():
         for shape in collective.shapes:
             assert int(np.prod(shape)) <= max(population, d), collective
     gathered = [s for c in found if c.op == "all-gather" for s in c.shapes]
-    assert (population,) in gathered
+    assert [int(np.prod(shape)) for shape in gathered] == [population]
 
 
 def test_populations_that_do_not_split_get_clear_errors():

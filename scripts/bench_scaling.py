@@ -1,0 +1,315 @@
+"""Generations per second against devices and processes, and bytes moved between devices.
+
+* **Devices**: one process with ``n`` forced CPU devices (``XLA_FLAGS=
+  --xla_force_host_platform_device_count=n``), the population sharded over them with
+  ``minimize(..., mesh=n)`` or ``TrainConfig(devices=n)``.
+* **Processes**: ``p`` processes joined with ``jax.distributed`` on this machine, each
+  pinned to its own core (``taskset``) with one device, against one process pinned to one
+  core. Target on a 2-core machine: 2 processes reach at least 1.6x the generations per
+  second of 1 (80% scaling efficiency) on the compute-bound objective.
+* **Workloads**: a compute-bound objective (the mean squared error of a 8-64-64-1 tanh MLP,
+  4,801 parameters, on 2,048 fixed points; population 256, OpenAI-ES), and CartPole-v1
+  training (population 256, OpenAI-ES, linear policy, one episode per member).
+* **Bytes moved**: the collectives of the compiled sharded generation
+  (``parallel.collectives``) at 4 devices, against d and the population, next to the size
+  of the population matrix that an implementation gathering the members would move.
+
+Each timing is the median of 3 runs of a jitted block of generations after compilation.
+
+Usage::
+
+    .venv/bin/python scripts/bench_scaling.py           # full run, writes docs/benchmarks.md
+    .venv/bin/python scripts/bench_scaling.py --quick   # smoke test, prints the tables
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTION_TITLE = "## Scaling over devices and processes"
+TARGET_SPEEDUP = 1.6
+
+
+def mlp_objective():
+    import jax
+    import jax.numpy as jnp
+
+    inputs = jax.random.normal(jax.random.key(0), (2048, 8))
+    targets = jnp.sin(inputs.sum(axis=1, keepdims=True))
+    sizes = [(8, 64), (64, 64), (64, 1)]
+    d = sum(a * b + b for a, b in sizes)
+
+    def loss(flat):
+        x, offset = inputs, 0
+        for i, (a, b) in enumerate(sizes):
+            w = flat[offset : offset + a * b].reshape(a, b)
+            bias = flat[offset + a * b : offset + a * b + b]
+            offset += a * b + b
+            x = x @ w + bias
+            x = jnp.tanh(x) if i < len(sizes) - 1 else x
+        return jnp.mean((x - targets) ** 2)
+
+    return loss, d
+
+
+def time_workload(workload: str, mesh, generations: int, population: int = 256) -> float:
+    """Generations per second (median of 3 timed blocks after a warm-up)."""
+    import jax
+    import jax.numpy as jnp
+
+    from es_toolkit import minimize
+    from es_toolkit.strategies import open_es
+
+    if workload == "mlp":
+        loss, d = mlp_objective()
+        x0 = 0.1 * jax.random.normal(jax.random.key(1), (d,))
+        options = {"strategy": open_es(population, sigma=0.05), "num_generations": generations,
+                   "block_size": generations, "progress": False, "mesh": mesh}  # fmt: skip
+        minimize(loss, x0, **options)
+        rates = []
+        for seed in range(3):
+            start = time.perf_counter()
+            result = minimize(loss, x0, key=jax.random.key(seed), **options)
+            jnp.asarray(result.best_value).block_until_ready()
+            rates.append(generations / (time.perf_counter() - start))
+        return statistics.median(rates)
+    from es_toolkit import train as train_lib
+
+    config = train_lib.TrainConfig(
+        population_size=population, num_generations=generations, eval_every=generations,
+        eval_episodes=1, sigma=0.1, learning_rate=0.05,
+        devices=None if mesh is None else int(mesh),
+    )  # fmt: skip
+    task = train_lib.build(config)
+    block = train_lib.make_block(config, task)
+    state = train_lib.init_state(config, task)
+    jax.block_until_ready(block(state))
+    rates = []
+    for _ in range(3):
+        start = time.perf_counter()
+        jax.block_until_ready(block(state))
+        rates.append(generations / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def worker(args) -> None:
+    """Runs inside a subprocess: prints one JSON line of results."""
+    import jax
+
+    jax.config.update("jax_platforms", args.platform)
+    if args.num_processes > 1:
+        from es_toolkit import parallel
+
+        parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    mesh = jax.device_count() if (args.num_processes > 1 or args.devices > 1) else None
+    rate = time_workload(args.workload, mesh, args.generations)
+    if jax.process_index() == 0:
+        print(json.dumps({"rate": rate, "devices": jax.device_count()}), flush=True)
+
+
+def run_worker(workload, devices=1, processes=1, generations=20, pin=False) -> float:
+    """Generations per second from fresh processes (pinned one per core with ``pin``)."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    procs = []
+    for i in range(processes):
+        command = [sys.executable, __file__, "--worker", workload, "--devices", str(devices),
+                   "--generations", str(generations), "--num-processes", str(processes),
+                   "--process-id", str(i), "--coordinator", address]  # fmt: skip
+        if pin and shutil.which("taskset"):
+            command = ["taskset", "-c", str(i), *command]
+        procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env))
+    outputs = [proc.communicate(timeout=1800)[0] for proc in procs]
+    for proc in procs:
+        if proc.returncode:
+            raise RuntimeError(f"worker failed with exit code {proc.returncode}")
+    lines = [line for out in outputs for line in out.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1])["rate"]
+
+
+def accelerator_check(path: str) -> None:
+    """On the default platform (a GPU machine): generations per second unsharded and
+    sharded over every local device, and the largest difference between the two runs'
+    results. Writes JSON to ``path``."""
+    import jax
+    import jax.numpy as jnp
+
+    from es_toolkit import minimize
+    from es_toolkit.strategies import open_es
+
+    count = jax.local_device_count()
+    rows = []
+    for workload, population, generations in (
+        ("mlp", 256, 50), ("mlp", 4096, 50), ("cartpole", 256, 20), ("cartpole", 4096, 20)
+    ):  # fmt: skip
+        rates = [time_workload(workload, mesh, generations, population) for mesh in (None, count)]
+        rows.append({"workload": workload, "population": population, "rates": rates})
+        print(rows[-1], flush=True)
+    loss, d = mlp_objective()
+    x0 = 0.1 * jax.random.normal(jax.random.key(1), (d,))
+    runs = [
+        minimize(loss, x0, strategy=open_es(256, sigma=0.05), num_generations=20,
+                 progress=False, mesh=mesh).state.mean
+        for mesh in (None, count)
+    ]  # fmt: skip
+    result = {
+        "device": str(jax.devices()[0].device_kind),
+        "platform": jax.devices()[0].platform,
+        "count": count,
+        "jax": jax.__version__,
+        "rows": rows,
+        "max_abs_difference": float(jnp.max(jnp.abs(runs[0] - runs[1]))),
+    }
+    Path(path).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result), flush=True)
+
+
+def accelerator_lines(path: Path) -> list[str]:
+    result = json.loads(path.read_text())
+    names = {"mlp": "MLP regression, d = 4,801", "cartpole": "CartPole-v1 training"}
+    lines = [
+        f"### On an accelerator: {result['count']} x {result['device']} (jax {result['jax']})",
+        "",
+        f"| workload | population | unsharded | sharded over {result['count']} device(s) |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        unsharded, sharded = row["rates"]
+        lines.append(
+            f"| {names[row['workload']]} | {row['population']:,} | {unsharded:.1f} | "
+            f"{sharded:.1f} |"
+        )
+    lines += [
+        "",
+        "Generations per second, from `python scripts/bench_scaling.py --accelerator FILE` on "
+        "the accelerator machine. The sharded and unsharded MLP runs (20 generations) ended "
+        f"{result['max_abs_difference']:.1e} apart (largest parameter difference).",
+        "",
+    ]
+    return lines
+
+
+def bytes_moved(d: int, population: int, devices: int = 4) -> tuple[int, list]:
+    import jax
+    import jax.numpy as jnp
+
+    from es_toolkit import parallel
+    from es_toolkit.strategies import base, open_es
+
+    strategy = open_es(population, sigma=0.1)
+    state = strategy.init(jnp.zeros(d))
+
+    def generation(key, state):
+        return base.evaluate_and_tell(strategy, key, state, lambda x: -jnp.sum(x**2))[:2]
+
+    compiled = jax.jit(parallel.shard(generation, devices)).lower(jax.random.key(0), state)
+    found = parallel.collectives(compiled.compile())
+    return sum(c.bytes for c in found), found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--worker", choices=["mlp", "cartpole"])
+    parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--generations", type=int, default=20)
+    parser.add_argument("--num-processes", type=int, default=1)
+    parser.add_argument("--process-id", type=int, default=0)
+    parser.add_argument("--coordinator", default=None)
+    parser.add_argument("--platform", default="cpu")
+    parser.add_argument("--bytes-only", action="store_true", help="only the bytes table")
+    parser.add_argument("--accelerator", help="run the accelerator check, write JSON here")
+    parser.add_argument(
+        "--accelerator-results", type=Path, help="JSON of an accelerator check to include"
+    )
+    args = parser.parse_args()
+    if args.worker:
+        args.workload = args.worker
+        worker(args)
+        return
+    if args.accelerator:
+        accelerator_check(args.accelerator)
+        return
+    # The bytes table compiles for 4 devices in this process.
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    generations = {"mlp": 3 if args.quick else 20, "cartpole": 2 if args.quick else 10}
+    lines = [
+        SECTION_TITLE,
+        "",
+        f"`scripts/bench_scaling.py` on {platform.machine()} with {os.cpu_count()} cores, "
+        f"{datetime.date.today()}: see the script's docstring for the method.",
+        "",
+    ]
+    if not args.bytes_only:
+        lines += [
+            "### Generations per second",
+            "",
+            "| workload | 1 device | 2 devices | 4 devices | 1 process, 1 core | "
+            "2 processes, 1 core each | speedup |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        speedups = {}
+        for workload in ("mlp", "cartpole"):
+            g = generations[workload]
+            by_devices = [run_worker(workload, devices=n, generations=g) for n in (1, 2, 4)]
+            one = run_worker(workload, generations=g, pin=True)
+            two = run_worker(workload, processes=2, generations=g, pin=True)
+            speedups[workload] = two / one
+            name = "MLP regression, d = 4,801" if workload == "mlp" else "CartPole-v1 training"
+            lines.append(
+                f"| {name} | " + " | ".join(f"{r:.1f}" for r in by_devices)
+                + f" | {one:.1f} | {two:.1f} | {two / one:.2f}x |"
+            )  # fmt: skip
+            print(lines[-1], flush=True)
+        met = speedups["mlp"] >= TARGET_SPEEDUP
+        lines += [
+            "",
+            f"Target: 2 processes at least {TARGET_SPEEDUP}x 1 process on the compute-bound "
+            f"objective: {speedups['mlp']:.2f}x, {'met' if met else 'missed'}. Forced CPU "
+            "devices share the machine's cores, so more devices than cores add no compute; "
+            "they show the cost of sharding itself.",
+            "",
+        ]
+    if args.accelerator_results:
+        lines += accelerator_lines(args.accelerator_results)
+    lines += [
+        "### Bytes moved between devices per generation (OpenAI-ES, 4 devices)",
+        "",
+        "| d | population | collectives (per device) | bytes | population matrix |",
+        "|---:|---:|---|---:|---:|",
+    ]
+    for d in (1_000, 100_000) if args.quick else (1_000, 10_000, 100_000):
+        for population in (256, 4096):
+            total, found = bytes_moved(d, population)
+            ops = ", ".join(f"{c.op} {'x'.join(map(str, c.shapes[0]))}" for c in found)
+            lines.append(f"| {d:,} | {population:,} | {ops} | {total:,} | {population * d * 4:,} |")
+            print(lines[-1], flush=True)
+    lines += [
+        "",
+        "Only the fitness (all-gather of population floats) and the d-sized sum of weighted "
+        "noise (all-reduce) cross devices: bytes grow with d + population, never with "
+        "their product.",
+    ]
+    section = "\n".join(lines) + "\n"
+    print(section)
+    if not args.quick:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from _benchmarks_doc import write_section
+
+        write_section(ROOT / "docs" / "benchmarks.md", SECTION_TITLE, section)
+
+
+if __name__ == "__main__":
+    main()
