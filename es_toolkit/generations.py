@@ -12,7 +12,6 @@ stopped, and a Gymnasium run does not depend on the number of workers.
 ``train.TrainState``.
 """
 
-import functools
 from typing import Any
 
 import jax
@@ -119,10 +118,18 @@ def make_jax_block(config: Any, task: Any, mesh: Any = None):
 
 
 def make_gym_block(config: Any, task: Any, pool: gym_lib.RolloutPool):
-    """The block for a Gymnasium env: episodes in ``pool``, the rest jitted."""
-    ask = jax.jit(task.strategy.ask)
-    tell = jax.jit(functools.partial(update, config, task))
+    """The block for a Gymnasium env: episodes in ``pool``, the rest jitted. With several
+    processes, each runs its share of the members in its own workers and the results are
+    gathered, so every process computes the same update."""
+    ask = jax.jit(task.strategy.ask, static_argnums=3)
     record = jax.jit(record_evaluation)
+
+    @jax.jit
+    def tell(state, key, returns, lengths, stats):
+        merged = merge_stacked_obs_stats(jax.tree.map(_float32, stats))
+        return update(config, task, state, key, rollout.Episodes(returns, lengths, merged))
+
+    start, count = parallel.process_share(task.strategy.population_size)
 
     def block(state):
         per_generation = []
@@ -131,12 +138,14 @@ def make_gym_block(config: Any, task: Any, pool: gym_lib.RolloutPool):
             episodes = gym_lib.evaluate_population(
                 pool,
                 key,
-                ask(key, state.strategy_state),
+                ask(key, state.strategy_state, start, count),
                 policy_stats(config, state.obs_stats),
                 config.episodes_per_member,
                 common_random_numbers=config.common_random_numbers,
+                first_member=start,
+                merge_stats=False,
             )
-            state, metrics = tell(state, key, episodes)
+            state, metrics = tell(state, key, *parallel.gather_processes(episodes))
             per_generation.append(metrics)
         evaluation = gym_lib.evaluate(
             pool,
@@ -149,6 +158,10 @@ def make_gym_block(config: Any, task: Any, pool: gym_lib.RolloutPool):
         return record(state, evaluation.returns), metrics, evaluation.returns
 
     return block
+
+
+def _float32(x):
+    return jnp.asarray(x, jnp.float32)
 
 
 def _renamed(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -155,6 +155,29 @@ def initialize_distributed(
     return True
 
 
+def process_share(total: int) -> tuple[int, int]:
+    """``(start, count)`` of the ``total`` members this process evaluates on the host (in
+    its rollout workers): all of them in a single process."""
+    processes, index = jax.process_count(), jax.process_index()
+    if total % processes:
+        raise ValueError(
+            f"{total} members do not split evenly over {processes} processes; choose a "
+            f"population that is a multiple of {processes}."
+        )
+    count = total // processes
+    return index * count, count
+
+
+def gather_processes(tree: Any) -> Any:
+    """Concatenates every process's host arrays along the leading axis, in process order
+    (the arrays themselves in a single process)."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
 def is_main_process() -> bool:
     """True on process 0, the one that writes logs and checkpoints."""
     return jax.process_index() == 0

@@ -315,3 +315,18 @@ def test_a_killed_process_stops_the_other_within_the_heartbeat_timeout(tmp_path)
     assert waited < parallel.DEFAULT_HEARTBEAT_TIMEOUT_S + 30
     _, _, state = load_run(out / "checkpoint.npz")  # the last checkpoint is intact
     assert int(state.generation) >= 2
+
+
+def test_two_processes_split_a_gymnasium_population_over_their_workers(tmp_path):
+    """Each process runs its half of the members in its own rollout worker; the gathered
+    returns give every process the single-process update."""
+    extra = ["--backend", "gymnasium", "--num-workers", "1"]
+    processes = launch_training(tmp_path / "two", 2, extra)
+    for proc in processes:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-3000:]
+    _, _, two = load_run(tmp_path / "two" / "checkpoint.npz")
+    config = dataclasses.replace(single_process_config(2), backend="gymnasium", num_workers=2)
+    one = train(config, tmp_path / "one", progress=False)
+    assert int(two.env_steps) == int(one.state.env_steps)
+    assert_close(two.strategy_state.mean, one.state.strategy_state.mean)

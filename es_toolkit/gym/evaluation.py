@@ -19,23 +19,30 @@ from es_toolkit.rollout import Episodes
 from es_toolkit.types import PRNGKey, PyTree
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def _seeds(key: PRNGKey, num_members: int, num_episodes: int, shared: bool) -> jax.Array:
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _seeds(key, first, num_members: int, num_episodes: int, shared: bool) -> jax.Array:
     def member_seeds(member_key):
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(member_key, jnp.arange(num_episodes))
         return jax.vmap(lambda k: jax.random.randint(k, (), 0, 2**31 - 1))(keys)
 
     if shared:
         return jnp.broadcast_to(member_seeds(key), (num_members, num_episodes))
-    member_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(num_members))
+    indices = first + jnp.arange(num_members)
+    member_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
     return jax.vmap(member_seeds)(member_keys)
 
 
 def episode_seeds(
-    key: PRNGKey, num_members: int, num_episodes: int, *, common_random_numbers: bool = False
+    key: PRNGKey,
+    num_members: int,
+    num_episodes: int,
+    *,
+    common_random_numbers: bool = False,
+    first_member: int = 0,
 ) -> np.ndarray:
-    """Env seeds of shape ``(num_members, num_episodes)`` (see the module docstring)."""
-    return np.asarray(_seeds(key, num_members, num_episodes, common_random_numbers))
+    """Env seeds of shape ``(num_members, num_episodes)`` for members ``first_member ..``
+    (see the module docstring)."""
+    return np.asarray(_seeds(key, first_member, num_members, num_episodes, common_random_numbers))
 
 
 def evaluate_population(
@@ -46,17 +53,31 @@ def evaluate_population(
     num_episodes: int = 1,
     *,
     common_random_numbers: bool = False,
+    first_member: int = 0,
+    merge_stats: bool = True,
 ) -> Episodes:
     """Every member's mean return over ``num_episodes`` episodes, as
     ``rollout.evaluate_population`` returns it: ``returns`` (mean per member), ``lengths``
-    (total steps per member) and the statistics of all observations."""
+    (total steps per member) and the statistics of all observations (with
+    ``merge_stats=False``, each episode's, stacked).
+
+    ``first_member`` is the index of ``population``'s first member in the whole population
+    (a process evaluating its share passes its offset): member ``i`` gets the same seeds
+    wherever it runs."""
     size = jax.tree.leaves(population)[0].shape[0]
-    seeds = episode_seeds(key, size, num_episodes, common_random_numbers=common_random_numbers)
-    members = np.repeat(np.arange(size), num_episodes)
-    runs = pool.run(population, members, seeds.reshape(-1), obs_stats)
+    seeds = episode_seeds(
+        key,
+        size,
+        num_episodes,
+        common_random_numbers=common_random_numbers,
+        first_member=first_member,
+    )
+    members = first_member + np.repeat(np.arange(size), num_episodes)
+    rows = np.repeat(np.arange(size), num_episodes)
+    runs = pool.run(population, members, seeds.reshape(-1), obs_stats, rows=rows)
     returns = runs.returns.reshape(size, num_episodes).mean(axis=1)
     lengths = runs.lengths.reshape(size, num_episodes).sum(axis=1)
-    return Episodes(returns, lengths, _merged(runs.obs_stats))
+    return Episodes(returns, lengths, _merged(runs.obs_stats) if merge_stats else runs.obs_stats)
 
 
 def evaluate(
