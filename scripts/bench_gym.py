@@ -93,6 +93,7 @@ def ours(env_id: str, workers: int, seconds: float, population: int) -> tuple[fl
     env.close()
     strategy = open_es(population, sigma=0.1)
     state = strategy.init(policy.init(jax.random.key(0)))
+    ask = jax.jit(strategy.ask)  # as training runs it
     stats = batch_obs_stats(
         policy_obs_size(policy),
         np.random.default_rng(0).normal(size=(100, policy_obs_size(policy))),
@@ -100,14 +101,12 @@ def ours(env_id: str, workers: int, seconds: float, population: int) -> tuple[fl
     spec = gym_lib.WorkerSpec(env_id, "linear", {"zero_init": False})
     steps = episodes = 0
     with gym_lib.RolloutPool(spec, workers) as pool:
-        gym_lib.evaluate_population(
-            pool, jax.random.key(99), strategy.ask(jax.random.key(99), state), stats
-        )
+        gym_lib.evaluate_population(pool, jax.random.key(99), ask(jax.random.key(99), state), stats)
         start = time.perf_counter()
         generation = 0
         while time.perf_counter() - start < seconds:
             key = jax.random.key(generation)
-            runs = gym_lib.evaluate_population(pool, key, strategy.ask(key, state), stats)
+            runs = gym_lib.evaluate_population(pool, key, ask(key, state), stats)
             steps += int(runs.lengths.sum())
             episodes += population
             generation += 1
@@ -170,6 +169,16 @@ def learning_run(env_id: str, out: Path) -> dict:
     wall = time.perf_counter() - start
     summary = json.loads((out / "result.json").read_text())
     return {**summary, "wall_s": wall}
+
+
+def previous_learning_table(path: Path) -> list[str]:
+    """The learning subsection of an earlier run, kept when this run skips learning."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find("### Learning", text.find(SECTION_TITLE))
+    if text.find(SECTION_TITLE) < 0 or start < 0:
+        return []
+    end = text.find("\n## ", start)
+    return ["", *text[start : len(text) if end < 0 else end].rstrip().splitlines()]
 
 
 def main() -> None:
@@ -256,6 +265,8 @@ def main() -> None:
                     + " |"
                 )
                 print(lines[-1], flush=True)
+    elif not args.quick:
+        lines += previous_learning_table(ROOT / "docs" / "benchmarks.md")
     section = "\n".join(lines) + "\n"
     if args.quick:
         print(section)
