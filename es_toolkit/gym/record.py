@@ -6,6 +6,7 @@ Frames come from ``render_mode="rgb_array"``; MuJoCo envs render headless with
 ``video`` extra.
 """
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -72,4 +73,8 @@ def _write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
         raise ImportError(
             f'writing {path.suffix} videos needs imageio: pip install "es_toolkit[video]"'
         ) from error
-    iio.imwrite(path, np.stack(frames), fps=fps)
+    with warnings.catch_warnings():
+        # imageio starts ffmpeg with fork + exec; JAX warns about any fork, but nothing runs
+        # between the two in the child.
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+        iio.imwrite(path, np.stack(frames), fps=fps)
