@@ -30,9 +30,11 @@ from es_toolkit.policies import ObsStats
 
 # Worker start-up (imports, env construction) can take a while on a loaded machine.
 START_TIMEOUT_S = 120.0
-# Batches per worker per call: small enough to balance uneven episodes, large enough that
-# the pipe round trip per batch stays negligible.
+# Batches per worker per call: small enough to balance uneven episodes...
 BATCHES_PER_WORKER = 4
+# ...but at least this many env steps per batch (judged by the last call's episodes), so
+# that the round trip per batch stays small next to the steps for short episodes.
+MIN_BATCH_STEPS = 2000
 # Threads of numeric libraries in each worker: one core per worker, no oversubscription.
 _SINGLE_THREAD = {
     name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -64,6 +66,7 @@ class RolloutPool:
         self.spec = spec
         self.num_workers = available_cores() if num_workers is None else num_workers
         self._workers: list[tuple[subprocess.Popen, Connection]] = []
+        self._mean_length = float(MIN_BATCH_STEPS)  # until a call has measured episodes
         try:
             for _ in range(self.num_workers):
                 self._workers.append(_start_worker(spec))
@@ -107,7 +110,7 @@ class RolloutPool:
             )
         params = jax.tree.map(np.asarray, params)
         stats = None if obs_stats is None else jax.tree.map(np.asarray, obs_stats)
-        size = max(1, math.ceil(len(members) / (self.num_workers * BATCHES_PER_WORKER)))
+        size = self._batch_size(len(members))
         batches = [slice(start, start + size) for start in range(0, len(members), size)]
         results: list[EpisodeResults | None] = [None] * len(batches)
         try:
@@ -115,11 +118,18 @@ class RolloutPool:
         except BaseException:
             self.close()
             raise
+        lengths = np.concatenate([r.lengths for r in results])
+        self._mean_length = max(1.0, float(lengths.mean()))
         return EpisodeResults(
             np.concatenate([r.returns for r in results]),
-            np.concatenate([r.lengths for r in results]),
+            lengths,
             jax.tree.map(lambda *parts: np.concatenate(parts), *[r.obs_stats for r in results]),
         )
+
+    def _batch_size(self, episodes: int) -> int:
+        balanced = math.ceil(episodes / (self.num_workers * BATCHES_PER_WORKER))
+        enough_steps = math.ceil(MIN_BATCH_STEPS / self._mean_length)
+        return max(1, min(max(balanced, enough_steps), math.ceil(episodes / self.num_workers)))
 
     def _dispatch(self, batches, results, params, rows, members, seeds, stats) -> None:
         queue = list(range(len(batches)))[::-1]
