@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, PartitionSpec
 
 from es_toolkit import population_shard
 from es_toolkit._validate import check_int
@@ -89,17 +89,6 @@ def shard(fn: Callable[..., Any], mesh: Mesh | int | Sequence[Any] | None) -> Ca
         in_specs=PartitionSpec(),
         out_specs=PartitionSpec(),
         check_vma=False,
-    )
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Places a pytree of arrays, identical on every process, replicated on the mesh."""
-    sharding = NamedSharding(mesh, PartitionSpec())
-    if jax.process_count() == 1:
-        return jax.device_put(tree, sharding)
-    return jax.tree.map(
-        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda _: np.asarray(x)),
-        tree,
     )
 
 
