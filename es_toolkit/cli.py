@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from es_toolkit import objectives, parallel
+from es_toolkit import generations, objectives, parallel
 from es_toolkit import strategies as strategies_lib
 from es_toolkit.checkpoint import CheckpointError
 from es_toolkit.gym import RolloutError
@@ -267,7 +267,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if overrides:
         config = dataclasses.replace(config, **overrides)
         task = build(config)
-    stats = state.best_obs_stats if config.normalize_obs else None
+    stats = generations.policy_stats(config, state.best_obs_stats)
     returns = evaluate_policy(
         task, config, state.best_params, state.best_obs_stats, args.episodes, seed=args.seed
     )

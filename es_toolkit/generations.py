@@ -44,13 +44,14 @@ def update(config: Any, task: Any, state: Any, key: jax.Array, episodes: rollout
     bonus of locomotion tasks this way, so standing still earns nothing).
     """
     steps = jnp.sum(episodes.lengths)
-    fitness = jnp.asarray(episodes.returns, jnp.float32)
+    returns = jnp.asarray(episodes.returns, jnp.float32)
+    fitness = returns
     if config.reward_shift:
         per_episode = jnp.asarray(episodes.lengths, jnp.float32) / config.episodes_per_member
         fitness = fitness - config.reward_shift * per_episode
     strategy_state, metrics = task.strategy.tell(key, state.strategy_state, fitness)
     if config.reward_shift:  # keep the shifted fitness and report the true returns too
-        metrics.update(_renamed(fitness_metrics(jnp.asarray(episodes.returns, jnp.float32))))
+        metrics.update(_renamed(fitness_metrics(returns)))
     else:
         metrics = _renamed(metrics)
     state = state._replace(
@@ -126,7 +127,7 @@ def make_gym_block(config: Any, task: Any, pool: gym_lib.RolloutPool):
 
     @jax.jit
     def tell(state, key, returns, lengths, stats):
-        merged = merge_stacked_obs_stats(jax.tree.map(_float32, stats))
+        merged = gym_lib.merge_episode_stats(stats)
         return update(config, task, state, key, rollout.Episodes(returns, lengths, merged))
 
     start, count = parallel.process_share(task.strategy.population_size)
@@ -158,10 +159,6 @@ def make_gym_block(config: Any, task: Any, pool: gym_lib.RolloutPool):
         return record(state, evaluation.returns), metrics, evaluation.returns
 
     return block
-
-
-def _float32(x):
-    return jnp.asarray(x, jnp.float32)
 
 
 def _renamed(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,12 @@ The only part of es_toolkit that imports gymnasium (lazily, when an env is made)
 """
 
 from es_toolkit.gym.env import extra_for, make_env
-from es_toolkit.gym.evaluation import episode_seeds, evaluate, evaluate_population
+from es_toolkit.gym.evaluation import (
+    episode_seeds,
+    evaluate,
+    evaluate_population,
+    merge_episode_stats,
+)
 from es_toolkit.gym.pool import RolloutError, RolloutPool, available_cores
 from es_toolkit.gym.worker import EpisodeResults, WorkerSpec, run_episode
 
@@ -27,5 +32,6 @@ __all__ = [
     "evaluate_population",
     "extra_for",
     "make_env",
+    "merge_episode_stats",
     "run_episode",
 ]

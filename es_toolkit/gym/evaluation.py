@@ -77,7 +77,9 @@ def evaluate_population(
     runs = pool.run(population, members, seeds.reshape(-1), obs_stats, rows=rows)
     returns = runs.returns.reshape(size, num_episodes).mean(axis=1)
     lengths = runs.lengths.reshape(size, num_episodes).sum(axis=1)
-    return Episodes(returns, lengths, _merged(runs.obs_stats) if merge_stats else runs.obs_stats)
+    return Episodes(
+        returns, lengths, merge_episode_stats(runs.obs_stats) if merge_stats else runs.obs_stats
+    )
 
 
 def evaluate(
@@ -92,9 +94,11 @@ def evaluate(
     seeds = episode_seeds(key, 1, num_episodes)[0]
     population = jax.tree.map(lambda leaf: np.asarray(leaf)[None], params)
     runs = pool.run(population, np.zeros(num_episodes, np.int64), seeds, obs_stats)
-    return Episodes(runs.returns, runs.lengths, _merged(runs.obs_stats))
+    return Episodes(runs.returns, runs.lengths, merge_episode_stats(runs.obs_stats))
 
 
 @jax.jit
-def _merged(stacked: Any) -> ObsStats:
+def merge_episode_stats(stacked: Any) -> ObsStats:
+    """The statistics of all observations from per-episode statistics stacked by workers
+    (float64 NumPy arrays), as the float32 ``ObsStats`` training keeps."""
     return merge_stacked_obs_stats(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), stacked))
