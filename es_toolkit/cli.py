@@ -287,7 +287,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 max_episode_steps=config.max_episode_steps,
             )
-            print(f"recorded {path}: return {episode.total:.2f} in {episode.length} steps")
+            print(f"recorded {path}: return {episode.returns[0]:.2f} in {episode.lengths[0]} steps")
     return 0
 
 

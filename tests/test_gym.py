@@ -77,6 +77,23 @@ def test_numpy_forward_pass_matches_jax_apply(kind, options, action_space):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("action_space", list(ACTION_SPACES))
+@pytest.mark.parametrize(
+    ("kind", "options"), [("linear", {}), ("mlp", {"hidden_sizes": (8, 5), "activation": "elu"})]
+)
+def test_numpy_forward_pass_of_a_stack_equals_each_member_alone(kind, options, action_space):
+    policy = make_policy(kind, box(-np.inf, np.inf, (6,)), ACTION_SPACES[action_space], **options)
+    stack = jax.vmap(lambda k: random_params(policy, k))(jax.random.split(jax.random.key(0), 9))
+    stack = jax.tree.map(np.asarray, stack)
+    observations = np.asarray(jax.random.normal(jax.random.key(2), (9, 6))) * 2
+    alone = [
+        policy.numpy_apply(p, obs) for p, obs in zip(members(stack), observations, strict=True)
+    ]
+    together = policy.numpy_apply(stack, observations)
+    assert together.shape == (9, *np.shape(alone[0]))
+    np.testing.assert_array_equal(together, np.stack(alone))  # bit for bit
+
+
 def test_custom_activation_has_no_numpy_forward_pass():
     policy = make_policy("mlp", box(-1, 1, (3,)), SimpleNamespace(n=2), activation=jnp.sin)
     assert policy.numpy_apply is None
@@ -152,6 +169,34 @@ def test_population_returns_match_gymnasium_and_not_the_worker_count(cartpole, n
     np.testing.assert_allclose(
         runs[1].obs_stats.m2 / len(everything), everything.var(0), rtol=1e-4, atol=1e-6
     )
+
+
+def test_envs_side_by_side_and_unwrapped_give_each_members_own_episodes(cartpole):
+    """A worker steps several envs in lock step, under gymnasium.make's bookkeeping
+    wrappers: each episode must equal its member run alone in the wrapped env."""
+    policy, population = cartpole
+    params = jax.tree.map(np.asarray, population)
+    stats = jax.tree.map(
+        np.asarray, batch_obs_stats(4, np.random.default_rng(0).normal(size=(9, 4)))
+    )
+    rows = np.array([0, 1, 2, 3, 4, 5, 5, 0, 3, 1, 2])
+    batch = gym_lib.episodes.EpisodeBatch(params, rows, rows + 10, np.arange(11) + 100, stats)
+    wrapped = [gym_lib.make_env("CartPole-v1", max_episode_steps=30) for _ in range(4)]
+    bare = [gym_lib.episodes.unwrap_bookkeeping(env) for env in wrapped]
+    assert {limit for _, limit in bare} == {30}
+    assert all(type(env) is type(wrapped[0].unwrapped) for env, _ in bare)
+    alone = gym_lib.run_batch(wrapped[:1], policy.numpy_apply, batch)
+    assert 30 in alone.lengths  # episodes end at the limit...
+    assert alone.lengths.min() < 30  # ...and before it
+    for envs, limit in ((wrapped, None), ([env for env, _ in bare], 30), (wrapped[:3], 30)):
+        together = gym_lib.run_batch(envs, policy.numpy_apply, batch, limit)
+        jax.tree.map(np.testing.assert_array_equal, together, alone)
+
+
+def test_unwrapping_keeps_any_wrapper_that_changes_episodes():
+    env = gymnasium.wrappers.ClipReward(gym_lib.make_env("CartPole-v1"), 0.0, 0.5)
+    assert gym_lib.episodes.unwrap_bookkeeping(env) == (env, None)
+    assert gym_lib.episodes.unwrap_bookkeeping(env.unwrapped) == (env.unwrapped, None)
 
 
 def test_common_random_numbers_share_seeds():

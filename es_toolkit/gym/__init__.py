@@ -4,14 +4,17 @@ The only part of es_toolkit that imports gymnasium (lazily, when an env is made)
 
 * ``env``: ``make_env`` by id, with errors that name the missing extra or the unsupported
   space;
-* ``worker`` and ``pool``: ``RolloutPool``, worker processes running whole episodes of
-  NumPy policies (``Policy.numpy_apply``), robust to envs that raise and workers that die;
+* ``episodes``: ``run_batch`` and ``LockStep``, episodes of NumPy policies
+  (``Policy.numpy_apply``), several envs side by side under one forward pass;
+* ``worker`` and ``pool``: ``RolloutPool``, worker processes running whole episodes,
+  robust to envs that raise and workers that die;
 * ``evaluation``: ``evaluate_population`` and ``evaluate``, the contract of
   ``es_toolkit.rollout`` for Gymnasium envs: seeds derive from the key, so results do not
   depend on the number of workers.
 """
 
 from es_toolkit.gym.env import extra_for, make_env
+from es_toolkit.gym.episodes import EpisodeResults, run_batch
 from es_toolkit.gym.evaluation import (
     episode_seeds,
     evaluate,
@@ -19,7 +22,7 @@ from es_toolkit.gym.evaluation import (
     merge_episode_stats,
 )
 from es_toolkit.gym.pool import RolloutError, RolloutPool, available_cores
-from es_toolkit.gym.worker import EpisodeResults, WorkerSpec, run_episode
+from es_toolkit.gym.worker import WorkerSpec
 
 __all__ = [
     "EpisodeResults",
@@ -33,5 +36,5 @@ __all__ = [
     "extra_for",
     "make_env",
     "merge_episode_stats",
-    "run_episode",
+    "run_batch",
 ]

@@ -17,7 +17,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -25,16 +25,22 @@ import jax
 import numpy as np
 
 from es_toolkit._validate import check_optional_int
-from es_toolkit.gym.worker import EpisodeBatch, EpisodeResults, WorkerSpec, serve
+from es_toolkit.gym.episodes import EpisodeBatch, EpisodeResults
+from es_toolkit.gym.worker import WorkerSpec, serve
 from es_toolkit.policies import ObsStats
 
 # Worker start-up (imports, env construction) can take a while on a loaded machine.
 START_TIMEOUT_S = 120.0
-# Batches per worker per call: small enough to balance uneven episodes...
-BATCHES_PER_WORKER = 4
-# ...but at least this many env steps per batch (judged by the last call's episodes), so
-# that the round trip per batch stays small next to the steps for short episodes.
-MIN_BATCH_STEPS = 2000
+# Batches queued at each worker beyond the one it runs: it starts their episodes in envs
+# that free up while the parent is busy, so it never waits for the parent.
+QUEUED_PER_WORKER = 1
+# Batch sizes shrink as a call proceeds ("guided" scheduling): each batch takes this
+# fraction of the episodes left per worker, so the first ones are large (few messages)
+# and the last small (workers finish together)...
+GUIDED_FRACTION = 0.5
+# ...but at least this many env steps (judged by the last call's episodes), so that a
+# message per batch stays cheap next to the steps.
+MIN_BATCH_STEPS = 200
 # Threads of numeric libraries in each worker: one core per worker, no oversubscription.
 _SINGLE_THREAD = {
     name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -71,7 +77,7 @@ class RolloutPool:
             for _ in range(self.num_workers):
                 self._workers.append(_start_worker(spec))
             for index in range(self.num_workers):
-                status, detail = self._receive(index, "starting", START_TIMEOUT_S)
+                status, detail = self._receive(index, lambda: "starting", START_TIMEOUT_S)
                 if status != "ready":
                     raise RolloutError(f"a rollout worker for {spec.env_id} {detail}")
         except BaseException:
@@ -110,8 +116,7 @@ class RolloutPool:
             )
         params = jax.tree.map(np.asarray, params)
         stats = None if obs_stats is None else jax.tree.map(np.asarray, obs_stats)
-        size = self._batch_size(len(members))
-        batches = [slice(start, start + size) for start in range(0, len(members), size)]
+        batches = self._batches(len(members))
         results: list[EpisodeResults | None] = [None] * len(batches)
         try:
             self._dispatch(batches, results, params, rows, members, seeds, stats)
@@ -126,14 +131,20 @@ class RolloutPool:
             jax.tree.map(lambda *parts: np.concatenate(parts), *[r.obs_stats for r in results]),
         )
 
-    def _batch_size(self, episodes: int) -> int:
-        balanced = math.ceil(episodes / (self.num_workers * BATCHES_PER_WORKER))
-        enough_steps = math.ceil(MIN_BATCH_STEPS / self._mean_length)
-        return max(1, min(max(balanced, enough_steps), math.ceil(episodes / self.num_workers)))
+    def _batches(self, episodes: int) -> list[slice]:
+        """Consecutive slices of the episodes, shrinking (see ``GUIDED_FRACTION``)."""
+        smallest = math.ceil(MIN_BATCH_STEPS / self._mean_length)
+        batches, start = [], 0
+        while start < episodes:
+            left = episodes - start
+            size = max(smallest, math.ceil(GUIDED_FRACTION * left / self.num_workers))
+            batches.append(slice(start, start + size))
+            start += size
+        return batches
 
     def _dispatch(self, batches, results, params, rows, members, seeds, stats) -> None:
         queue = list(range(len(batches)))[::-1]
-        busy: dict[int, int] = {}  # worker index -> batch index
+        busy: dict[int, list[int]] = {w: [] for w in range(self.num_workers)}  # batch indices
 
         def send(worker: int) -> None:
             index = queue.pop()
@@ -146,26 +157,34 @@ class RolloutPool:
                 seeds[part],
                 stats,
             )
-            self._workers[worker][1].send(batch)
-            busy[worker] = index
+            self._workers[worker][1].send((index, batch))
+            busy[worker].append(index)
 
-        for worker in range(self.num_workers):
-            if queue:
-                send(worker)
-        while busy:
+        for _ in range(1 + QUEUED_PER_WORKER):
+            for worker in range(self.num_workers):
+                if queue:
+                    send(worker)
+        while any(busy.values()):
             # A worker that dies closes its end of the socket: its connection turns readable.
-            connections = {self._workers[w][1]: w for w in busy}
+            connections = {self._workers[w][1]: w for w, indices in busy.items() if indices}
             for worker in sorted(connections[ready] for ready in wait(list(connections))):
-                part = batches[busy[worker]]
-                status, detail = self._receive(worker, _describe(members[part], seeds[part]))
+                status, *detail = self._receive(
+                    worker,
+                    lambda w=worker: _describe([batches[i] for i in busy[w]], members, seeds),
+                )
                 if status != "ok":
-                    raise RolloutError(f"{self.spec.env_id}: {detail}")
-                results[busy.pop(worker)] = detail
+                    raise RolloutError(f"{self.spec.env_id}: {detail[-1]}")
+                index, episodes = detail
+                busy[worker].remove(index)
+                results[index] = episodes
                 if queue:
                     send(worker)
 
-    def _receive(self, worker: int, doing: str, timeout: float | None = None) -> tuple[str, Any]:
-        """The worker's next message; a dead or silent worker becomes an error message."""
+    def _receive(
+        self, worker: int, doing: Callable[[], str], timeout: float | None = None
+    ) -> tuple[str, Any]:
+        """The worker's next message; a dead or silent worker becomes an error message
+        that says what it was ``doing()``."""
         process, connection = self._workers[worker]
         try:
             if connection.poll(timeout):
@@ -175,8 +194,8 @@ class RolloutPool:
         try:
             code = process.wait(2.0)
         except subprocess.TimeoutExpired:
-            return "error", f"did not answer within {timeout} s while {doing}."
-        return "error", f"a rollout worker died (exit code {code}) while {doing}."
+            return "error", f"did not answer within {timeout} s while {doing()}."
+        return "error", f"a rollout worker died (exit code {code}) while {doing()}."
 
     def close(self) -> None:
         """Stops every worker (asks, then terminates stragglers); safe to call twice."""
@@ -218,6 +237,10 @@ def _start_worker(spec: WorkerSpec) -> tuple[subprocess.Popen, Connection]:
     return process, connection
 
 
-def _describe(members: np.ndarray, seeds: np.ndarray) -> str:
-    pairs = ", ".join(f"member {m} seed {s}" for m, s in zip(members, seeds, strict=True))
+def _describe(parts: list[slice], members: np.ndarray, seeds: np.ndarray) -> str:
+    pairs = ", ".join(
+        f"member {m} seed {s}"
+        for part in parts
+        for m, s in zip(members[part], seeds[part], strict=True)
+    )
     return f"running {pairs}"

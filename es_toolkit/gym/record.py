@@ -10,11 +10,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from es_toolkit.gym.env import import_gymnasium, make_env
-from es_toolkit.gym.worker import Episode, run_episode
-from es_toolkit.policies import numpy_normalizer
+from es_toolkit.gym.episodes import EpisodeBatch, EpisodeResults, run_batch
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi")
 
@@ -29,9 +29,10 @@ def record_episode(
     seed: int = 0,
     max_episode_steps: int | None = None,
     fps: int | None = None,
-) -> Episode:
+) -> EpisodeResults:
     """Runs one episode of ``act(params, normalize(obs))`` and writes its frames to
-    ``path`` (``.gif`` or a video suffix). Returns the episode (return, length, observations).
+    ``path`` (``.gif`` or a video suffix). Returns the episode's results, as a rollout
+    worker gives them (return, length and observation statistics).
     """
     path = Path(path)
     if path.suffix.lower() != ".gif" and path.suffix.lower() not in VIDEO_SUFFIXES:
@@ -43,8 +44,10 @@ def record_episode(
         make_env(env_id, max_episode_steps=max_episode_steps, render_mode="rgb_array")
     )
     try:
-        normalize = (lambda obs: obs) if obs_stats is None else numpy_normalizer(obs_stats)
-        episode = run_episode(env, act, normalize, params, seed)
+        one = np.zeros(1, np.int64)
+        population = jax.tree.map(lambda leaf: np.asarray(leaf)[None], params)
+        stats = None if obs_stats is None else jax.tree.map(np.asarray, obs_stats)
+        episode = run_batch([env], act, EpisodeBatch(population, one, one, one + seed, stats))
         frames = [np.asarray(frame) for frame in env.render()]
         fps = fps or int(env.metadata.get("render_fps", 30))
     finally:

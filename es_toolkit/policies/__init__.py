@@ -21,6 +21,7 @@ from es_toolkit.policies.networks import (
     mlp_policy,
 )
 from es_toolkit.policies.normalization import (
+    NumpyNormalization,
     ObsStats,
     batch_obs_stats,
     init_obs_stats,
@@ -35,6 +36,7 @@ __all__ = [
     "ACTIVATIONS",
     "NUMPY_ACTIVATIONS",
     "POLICIES",
+    "NumpyNormalization",
     "ObsStats",
     "Policy",
     "batch_obs_stats",

@@ -29,7 +29,9 @@ class Policy(NamedTuple):
 
     ``numpy_apply(params, obs) -> action`` is the same forward pass in NumPy (params as
     NumPy arrays), for Gymnasium rollout workers where a JAX call per step would cost more
-    than the step; ``None`` for policies that have none (they train on JAX envs only).
+    than the step; ``None`` for policies that have none (they train on JAX envs only). It
+    also takes a stack: params with a leading axis ``n`` and observations ``(n, d)`` give
+    ``n`` actions, each the same numbers as that member alone (see ``numpy_matmul``).
     """
 
     init: Callable[[PRNGKey], PyTree]
@@ -63,6 +65,14 @@ NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "swish": lambda x: x / (np.float32(1) + np.exp(-x)),
     "silu": lambda x: x / (np.float32(1) + np.exp(-x)),
 }
+
+
+def numpy_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` for one input ``(d,)`` and weights ``(d, k)``, or a stack of inputs
+    ``(n, d)`` and of weights ``(n, d, k)``: each row is one ``(1, d) @ (d, k)`` product,
+    computed the same way alone or stacked, so a member's actions do not depend on which
+    members a rollout worker steps with it."""
+    return np.matmul(x[..., None, :], w)[..., 0, :]
 
 
 def get_activation(name_or_fn: str | Callable[[jax.Array], jax.Array]):
@@ -119,15 +129,15 @@ def linear_policy(
             w = jax.random.normal(key, shape, jnp.float32) / jnp.sqrt(float(shape[0]))
         return {"w": w, "b": jnp.zeros(head.size, jnp.float32)} if bias else {"w": w}
 
-    def forward(params: PyTree, x):
-        y = x @ params["w"]
+    def forward(params: PyTree, x, matmul=jnp.matmul):
+        y = matmul(x, params["w"])
         return y + params["b"] if bias else y
 
     def apply(params: PyTree, obs: jax.Array) -> jax.Array:
         return head.apply(forward(params, spaces.check_observation(obs, obs_shape)))
 
     def numpy_apply(params: PyTree, obs: np.ndarray):
-        return head.numpy_apply(forward(params, np.asarray(obs, np.float32)))
+        return head.numpy_apply(forward(params, np.asarray(obs, np.float32), numpy_matmul))
 
     return Policy(init, apply, numpy_apply)
 
@@ -178,17 +188,18 @@ def mlp_policy(
             for k, fan_in, fan_out, scale in zip(keys, sizes[:-1], sizes[1:], scales, strict=True)
         )
 
-    def forward(params: PyTree, x, act):
+    def forward(params: PyTree, x, act, matmul=jnp.matmul):
         *hidden, last = params
         for layer in hidden:
-            x = act(x @ layer["w"] + layer["b"])
-        return x @ last["w"] + last["b"]
+            x = act(matmul(x, layer["w"]) + layer["b"])
+        return matmul(x, last["w"]) + last["b"]
 
     def apply(params: PyTree, obs: jax.Array) -> jax.Array:
         return head.apply(forward(params, spaces.check_observation(obs, obs_shape), act))
 
     def numpy_apply(params: PyTree, obs: np.ndarray):
-        return head.numpy_apply(forward(params, np.asarray(obs, np.float32), numpy_act))
+        obs = np.asarray(obs, np.float32)
+        return head.numpy_apply(forward(params, obs, numpy_act, numpy_matmul))
 
     numpy_act = NUMPY_ACTIVATIONS.get(activation) if isinstance(activation, str) else None
     return Policy(init, apply, numpy_apply if numpy_act else None)

@@ -21,7 +21,6 @@ that for statistics stacked along a leading axis (``jax.vmap`` or ``all_gather``
 Counts are float32: exact up to 2**24 observations, then rounded like any float.
 """
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -151,27 +150,37 @@ def normalize(
     return jnp.where(stats.count > 0, standardized, obs)
 
 
+class NumpyNormalization(NamedTuple):
+    """``normalize``'s float32 arithmetic as arrays for NumPy:
+    ``minimum(maximum((obs - mean) / scale, low), high)``."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        standardized = (np.asarray(obs, np.float32) - self.mean) / self.scale
+        # np.clip's Python-level dispatch costs more than the arithmetic at these sizes.
+        return np.maximum(np.minimum(standardized, self.high), self.low)
+
+
 def numpy_normalizer(
-    stats: ObsStats, clip: float | None = 5.0, eps: float = 1e-8
-) -> Callable[[np.ndarray], np.ndarray]:
+    stats: ObsStats | None, clip: float | None = 5.0, eps: float = 1e-8
+) -> NumpyNormalization:
     """``normalize(stats, .)`` as a NumPy function, for rollout workers without JAX.
 
     ``stats`` may hold JAX or NumPy arrays; the float32 arithmetic is ``normalize``'s, so
-    both give the same numbers up to float32 rounding.
+    both give the same numbers up to float32 rounding. Before any observation was counted
+    (and for ``stats=None``) it is the identity: mean 0, scale 1, no clipping, which
+    returns every float32 observation bit for bit.
     """
-    count = np.float32(stats.count)
-    mean = np.asarray(stats.mean, np.float32)
+    shape = () if stats is None else np.shape(stats.mean)
+    count = np.float32(0 if stats is None else stats.count)
     if count <= 0:
-        return lambda obs: np.asarray(obs, np.float32)
-    var = np.asarray(stats.m2, np.float32) / count
-    scale = np.sqrt(var + np.float32(eps))
-    low, high = (None, None) if clip is None else (np.float32(-clip), np.float32(clip))
-
-    def apply(obs: np.ndarray) -> np.ndarray:
-        standardized = (np.asarray(obs, np.float32) - mean) / scale
-        if clip is None:
-            return standardized
-        # np.clip's Python-level dispatch costs more than the arithmetic at these sizes.
-        return np.maximum(np.minimum(standardized, high), low)
-
-    return apply
+        zero, one = np.zeros(shape, np.float32), np.ones(shape, np.float32)
+        return NumpyNormalization(zero, one, np.float32(-np.inf) + zero, np.float32(np.inf) + zero)
+    mean = np.asarray(stats.mean, np.float32)
+    scale = np.sqrt(np.asarray(stats.m2, np.float32) / count + np.float32(eps))
+    bound = np.float32(np.inf if clip is None else clip) + np.zeros_like(mean)
+    return NumpyNormalization(mean, scale, -bound, bound)

@@ -26,7 +26,8 @@ from es_toolkit.types import Shape
 class ActionHead(NamedTuple):
     """How many raw outputs a network must produce (``size``), and how ``apply`` maps a
     ``(size,)`` float vector to an action of the space; ``numpy_apply`` is the same map in
-    NumPy, for rollout workers that step Gymnasium's envs without JAX."""
+    NumPy, for rollout workers that step Gymnasium's envs without JAX, and also maps a
+    stack ``(n, size)`` to ``n`` actions."""
 
     size: int
     apply: Callable[[jax.Array], jax.Array]
@@ -114,8 +115,10 @@ def _discrete_head(n: int, start: int, space: Any) -> ActionHead:
         """The index of the largest logit (the first one on ties), as an int32 scalar."""
         return (jnp.argmax(logits) + start).astype(jnp.int32)
 
-    def numpy_head(logits: np.ndarray) -> int:
-        return int(np.argmax(logits)) + start
+    def numpy_head(logits: np.ndarray) -> np.integer | np.ndarray:
+        # NumPy integers: Discrete.contains checks one faster than a Python int.
+        index = logits.argmax(axis=-1)
+        return index + start if start else index
 
     return ActionHead(n, head, numpy_head)
 
@@ -142,7 +145,7 @@ def _box_head(space: Any) -> ActionHead:
     all_bounded = bool(np.all(bounded))
 
     def squash(xp, y):
-        y = xp.reshape(y, shape).astype(xp.float32)
+        y = xp.reshape(y, (*y.shape[:-1], *shape)).astype(xp.float32)
         squashed = low32 + (xp.tanh(y) + np.float32(1)) / np.float32(2) * (high32 - low32)
         squashed = xp.clip(squashed, low32, high32)
         return squashed if all_bounded else xp.where(bounded, squashed, y)
