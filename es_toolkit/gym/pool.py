@@ -31,9 +31,6 @@ from es_toolkit.policies import ObsStats
 
 # Worker start-up (imports, env construction) can take a while on a loaded machine.
 START_TIMEOUT_S = 120.0
-# Batches queued at each worker beyond the one it runs: it starts their episodes in envs
-# that free up while the parent is busy, so it never waits for the parent.
-QUEUED_PER_WORKER = 1
 # Batch sizes shrink as a call proceeds ("guided" scheduling): each batch takes this
 # fraction of the episodes left per worker, so the first ones are large (few messages)
 # and the last small (workers finish together)...
@@ -149,7 +146,7 @@ class RolloutPool:
         def send(worker: int) -> None:
             index = queue.pop()
             part = batches[index]
-            needed, local_rows = np.unique(rows[part], return_inverse=True)
+            needed, local_rows = _needed_rows(rows[part])
             batch = EpisodeBatch(
                 jax.tree.map(lambda leaf: leaf[needed], params),
                 local_rows,
@@ -160,10 +157,9 @@ class RolloutPool:
             self._workers[worker][1].send((index, batch))
             busy[worker].append(index)
 
-        for _ in range(1 + QUEUED_PER_WORKER):
-            for worker in range(self.num_workers):
-                if queue:
-                    send(worker)
+        for worker in range(self.num_workers):
+            if queue:
+                send(worker)
         while any(busy.values()):
             # A worker that dies closes its end of the socket: its connection turns readable.
             connections = {self._workers[w][1]: w for w, indices in busy.items() if indices}
@@ -172,13 +168,17 @@ class RolloutPool:
                     worker,
                     lambda w=worker: _describe([batches[i] for i in busy[w]], members, seeds),
                 )
+                if status == "took":
+                    # The worker started on its queued batch: queue the next one there, so
+                    # that it never waits for the parent.
+                    if queue:
+                        send(worker)
+                    continue
                 if status != "ok":
                     raise RolloutError(f"{self.spec.env_id}: {detail[-1]}")
                 index, episodes = detail
                 busy[worker].remove(index)
                 results[index] = episodes
-                if queue:
-                    send(worker)
 
     def _receive(
         self, worker: int, doing: Callable[[], str], timeout: float | None = None
@@ -235,6 +235,14 @@ def _start_worker(spec: WorkerSpec) -> tuple[subprocess.Popen, Connection]:
     connection = Connection(parent_socket.detach())
     connection.send(spec)
     return process, connection
+
+
+def _needed_rows(rows: np.ndarray) -> tuple[slice | np.ndarray, np.ndarray]:
+    """The rows of the parameters a batch needs (a slice when they are consecutive, as
+    for one episode per member), and each episode's row among them."""
+    if len(rows) and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
+        return slice(int(rows[0]), int(rows[0]) + len(rows)), np.arange(len(rows))
+    return np.unique(rows, return_inverse=True)
 
 
 def _describe(parts: list[slice], members: np.ndarray, seeds: np.ndarray) -> str:

@@ -10,11 +10,11 @@ them; each episode's numbers stay those of its member alone.
 
 The protocol over a socket wrapped in a ``multiprocessing`` connection: the parent sends a
 ``WorkerSpec``, then ``(tag, EpisodeBatch)`` pairs and finally ``None``; the worker answers
-the spec with ``("ready", pid)`` and each batch, as it completes, with
-``("ok", tag, EpisodeResults)`` or ``("error", message)``. It takes a new batch whenever
-one of its envs has no episode left to start, so the parent keeps the next batch queued
-there. It exits on ``None`` or when the parent's end of the pipe closes (so a parent that
-dies leaves no worker behind).
+the spec with ``("ready", pid)``, each batch it takes with ``("took", tag)``, and each
+batch, as it completes, with ``("ok", tag, EpisodeResults)`` or ``("error", message)``. It
+takes a new batch whenever one of its envs has no episode left to start; the parent keeps
+one queued there, sending the next on each ``"took"``. It exits on ``None`` or when the
+parent's end of the pipe closes (so a parent that dies leaves no worker behind).
 """
 
 import os
@@ -87,6 +87,7 @@ def serve(connection, spec: WorkerSpec) -> None:
                 if message is None:
                     break
                 lock_step.add(*message)
+                connection.send(("took", message[0]))
             try:
                 for tag, results in lock_step.step():
                     connection.send(("ok", tag, results))
