@@ -67,6 +67,12 @@ def is_gaussian(noise: Noise) -> bool:
     return bool(getattr(noise, "gaussian", False)) or _is_optax_normal(noise)
 
 
+def is_plain_normal(noise: Noise) -> bool:
+    """Whether ``noise`` is our ``Normal`` or optax's itself (not a subclass, which may
+    sample differently): its draws are ``jax.random.normal``'s."""
+    return type(noise) is Normal or _is_optax_normal(noise)
+
+
 def check_noise(noise: Any) -> None:
     """Raises ``TypeError`` unless ``noise`` has callable ``sample`` and ``log_prob``."""
     missing = [m for m in ("sample", "log_prob") if not callable(getattr(noise, m, None))]

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax.tree
 
 from es_toolkit import noise as noise_lib
-from es_toolkit import population_shard
+from es_toolkit import population_shard, threefry
 from es_toolkit._validate import check_int, check_optional_int
 from es_toolkit.types import Noise, PRNGKey, PyTree
 
@@ -131,8 +131,11 @@ def sample_directions(
     ``start`` may be traced; it must be a multiple of the orthogonal block size.
     """
     indices = start + jnp.arange(count)
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
-    draws = jax.vmap(lambda k: optax.tree.random_like(k, like, sampler=sampling.noise.sample))(keys)
+    if threefry.applies(key, noise_lib.is_plain_normal(sampling.noise), like):
+        draws = threefry.normal_directions(key, indices, like)
+    else:
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
+        draws = jax.vmap(lambda k: optax.tree.random_like(k, like, sampling.noise.sample))(keys)
     if sampling.orthogonal:
         draws = _orthogonalize_tree(draws, orthogonal_block(sampling, like))
     return draws
