@@ -660,17 +660,19 @@ def profile_all(args):
 
 
 HOW_IT_RUNS = """\
-How ours avoids drawing the noise twice. By the strategy contract `tell` regenerates from
-the key the noise that `ask` drew, so `ask` then `tell` draws it twice (7 hash loops per
-generation above, against evosax's 3), unless XLA happens to merge the two draws (it does
-inside a `lax.cond` branch, not in a plain `lax.scan` body). `minimize` and the table run
-`base.evaluate_and_tell`, which, when the population is held at once, draws the
-directions once, builds the members from them and passes them to
-`tell(..., directions=z)` (`sampling.weighted_sums(..., directions=z)`): 4 hash loops
-(the generation's `fold_in`, the per-direction `fold_in`, `optax.tree.random_like`'s
-per-leaf split and the draw) in any loop layout, with the final value of the public
-path. Chunked evaluation and chunked strategies keep regenerating from the key, which is
-what bounds their memory.\
+How ours draws the noise. JAX lowers each Threefry hash on CPU to a while loop of 5
+iterations, and a direction's noise takes three dependent hashes (the member key's
+`fold_in`, `optax.tree.random_like`'s per-leaf split, the bits), so drawn through
+`jax.random` it costs 4 hash loops per generation with the generation's own `fold_in`
+(evosax: 3). `es_toolkit.threefry` computes the same numbers, bit for bit, with the 20
+rounds written out as `uint32` ops that XLA fuses into one pass with the Gaussian
+conversion, computed once per generation (a conditional keeps XLA from fusing it into
+each consumer); what loops remain are the benchmark's own `fold_in(key, g)`. The public
+`ask` then `tell` draws the noise twice (`tell` regenerates it from the key); `minimize`
+and the table run `base.evaluate_and_tell`, which, when the population is held at once,
+draws it once, builds the members from it and passes it to `tell(..., directions=z)`.
+Chunked evaluation and chunked strategies regenerate from the key, which bounds their
+memory.\
 """
 
 
@@ -684,9 +686,9 @@ def render_profile(args, profile):
         "`lax.scan` over "
         + ", ".join(f"{p['num_generations']:,} generations at d = {p['d']:,}" for p in breakdown)
         + f"; time per generation = median over {args.profile_repeats} runs / generations. "
-        "'loops' counts the while loops in the compiled generation (on CPU each threefry "
-        "hash, be it a key fold, a key split or a bulk draw, is a 5-round while loop): it "
-        "shows how many times the noise is drawn.",
+        "'loops' counts the while loops in the compiled generation: on CPU each threefry "
+        "hash that goes through `jax.random` (a key fold, a key split or a bulk draw) is a "
+        "5-iteration while loop.",
         "",
         "| variant | "
         + " | ".join(f"d = {p['d']:,}: us / gen | x evosax | loops" for p in breakdown)
@@ -707,9 +709,9 @@ def render_profile(args, profile):
         lines.append(
             f"- d = {p['d']:,}: evosax takes {us['evosax']:,.0f} us per generation; ours "
             f"{us['ours']:,.0f} us in `minimize`'s layout and {us['ours_plain']:,.0f} us as "
-            f"a plain scan body ({p['loops']['ours_plain']} hash loops: one draw), against "
+            f"a plain scan body (one draw), against "
             f"{us['ours_ask_tell']:,.0f} us through `ask` and `tell` with regeneration "
-            f"({p['loops']['ours_ask_tell']} loops: two draws). One draw of the "
+            "(two draws). One draw of the "
             f"population's noise costs {us['noise']:,.0f} us "
             f"({us['noise'] / us['evosax']:.0%} of evosax's generation) with our per-member "
             f"keys and {us['noise_one_call']:,.0f} us as one `normal` call. Final values "
