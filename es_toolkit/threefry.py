@@ -81,7 +81,11 @@ def normal_directions(key: PRNGKey, indices: jax.Array, like: PyTree) -> PyTree:
     # consumer of the noise (members, weighted sums, ...) and computing them once per
     # consumer. The predicate is always true, but not a constant XLA can fold.
     always = (data[0] | np.uint32(1)) != np.uint32(0)
-    draws = jax.lax.cond(always, draw, lambda: jax.tree.map(jnp.zeros_like, draw()))
+    draws = jax.lax.cond(
+        always,
+        draw,
+        lambda: [jnp.zeros((indices.shape[0], *np.shape(leaf)), jnp.float32) for leaf in leaves],
+    )
     return jax.tree.unflatten(treedef, draws)
 
 
