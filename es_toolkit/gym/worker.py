@@ -18,6 +18,7 @@ parent's end of the pipe closes (so a parent that dies leaves no worker behind).
 """
 
 import os
+import select
 import signal
 import sys
 from multiprocessing.connection import Connection
@@ -79,10 +80,13 @@ def serve(connection, spec: WorkerSpec) -> None:
     lock_step = LockStep(envs, policy.numpy_apply)
     unwrapped = [unwrap_bookkeeping(env) for env in envs]
     later = LockStep([env for env, _ in unwrapped], policy.numpy_apply, unwrapped[0][1])
+    # One poll object: Connection.poll builds a selector per call (~5 us against ~0.6 us).
+    incoming = select.poll()
+    incoming.register(connection.fileno(), select.POLLIN)
     try:
         while True:
             # Block for work when idle; take more as soon as an env runs out of it.
-            if lock_step.idle or (lock_step.hungry and connection.poll()):
+            if lock_step.idle or (lock_step.hungry and incoming.poll(0)):
                 message = connection.recv()
                 if message is None:
                     break
