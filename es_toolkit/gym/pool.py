@@ -1,9 +1,10 @@
 """A pool of rollout worker processes that runs batches of episodes in parallel.
 
-Episodes are cut into batches and handed to whichever worker is free, so episodes of
-uneven length (a Hopper that falls, one that runs) keep every core busy. Results come back
-in episode order whatever worker ran them: with seeds fixed by the caller, the outcome does
-not depend on the number of workers.
+Episodes are cut into batches that shrink as a call proceeds, and each worker keeps one
+queued beyond those it runs: it starts their episodes in envs that free up, so episodes of
+uneven length (a Hopper that falls, one that runs) keep every core busy, and the workers
+finish together. Results come back in episode order whatever worker ran them: with seeds
+fixed by the caller, the outcome does not depend on the number of workers.
 
 Failure handling: an env that raises gives a ``RolloutError`` naming the env id, member and
 seed; a worker that dies (killed, out of memory, a crash in the simulator) gives one naming
@@ -141,7 +142,8 @@ class RolloutPool:
 
     def _dispatch(self, batches, results, params, rows, members, seeds, stats) -> None:
         queue = list(range(len(batches)))[::-1]
-        busy: dict[int, list[int]] = {w: [] for w in range(self.num_workers)}  # batch indices
+        # Per worker, the batches it holds (running or queued there).
+        busy: dict[int, list[int]] = {w: [] for w in range(self.num_workers)}
 
         def send(worker: int) -> None:
             index = queue.pop()
