@@ -4,21 +4,20 @@ A ``LockStep`` keeps one episode running in each of its envs. Each step, one cal
 policy's NumPy forward pass (``Policy.numpy_apply`` on the stacked parameters and
 observations of the running episodes) picks every env's next action: for a fast env
 (CartPole steps in ~6 us) the few NumPy calls of a forward pass would otherwise cost as
-much as the step. Episodes come in batches, possibly several at once, and an env that
-finishes an episode starts the next waiting one, so the envs stay busy until the last
-batch ends. Each episode's numbers are those of its member alone, whichever episodes run
-beside it (see ``numpy_matmul``; tested bit for bit).
+much as the step. An env that finishes an episode claims the next one (from a queue that
+rollout workers share, see ``claims``), so the envs stay busy until the queue is empty.
+Each episode's numbers are those of its member alone, whichever episodes run beside it
+(see ``numpy_matmul``; tested bit for bit).
 """
 
-import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 from es_toolkit.gym.env import import_gymnasium
-from es_toolkit.policies import NumpyNormalization, ObsStats, numpy_normalizer
+from es_toolkit.policies import ObsStats, numpy_normalizer
 
 # Envs a rollout worker steps side by side.
 ENVS_PER_WORKER = 16
@@ -57,144 +56,112 @@ def episode_stats(
     return counts.astype(np.float64), means, m2s
 
 
-class _Running:
-    """One batch's progress: its leaves, normalization and the results so far."""
-
-    def __init__(self, tag: Any, batch: EpisodeBatch):
-        self.tag, self.batch = tag, batch
-        self.leaves = jax.tree.leaves(batch.params)
-        self.normalization = numpy_normalizer(batch.obs_stats)
-        count = len(batch.seeds)
-        self.returns, self.lengths = np.zeros(count, np.float64), np.zeros(count, np.int64)
-        self.observations: list[list[np.ndarray]] = [[] for _ in range(count)]
-        self.left = count
-
-    def results(self) -> EpisodeResults:
-        return EpisodeResults(
-            self.returns, self.lengths, ObsStats(*episode_stats(self.observations))
-        )
-
-
 class LockStep:
-    """``envs`` stepped side by side over the episodes of the batches ``add``ed to it.
+    """``envs`` stepped side by side over the episodes of a batch.
 
-    ``step`` advances every running episode by one step and returns the batches that
-    completed. An episode ends when terminated, truncated (the env's time limit) or after
-    ``limit`` steps. An error of the env or the policy names the member and seed.
+    ``run`` starts an episode in every free env, steps every running episode once per
+    step of the loop, and ends an episode when terminated, truncated (the env's time
+    limit) or after ``limit`` steps. An error of the env or the policy names the member
+    and seed.
     """
 
     def __init__(self, envs: Sequence[Any], act, limit: int | None = None):
         self.envs, self.act, self.limit = list(envs), act, limit
-        self.waiting: collections.deque = collections.deque()  # (running batch, episode)
-        self.episode: list[tuple[_Running, int] | None] = [None] * len(self.envs)
-        self.totals = [0.0] * len(self.envs)
-        self.seen: list[list[np.ndarray]] = [[] for _ in self.envs]
-        self.normalized_by: list[_Running | None] = [None] * len(self.envs)
-        self.params = self.stacked = self.observations = self.normalization = None
 
-    @property
-    def idle(self) -> bool:
-        """Nothing running and nothing waiting."""
-        return not self.waiting and not any(self.episode)
+    def run(
+        self, batch: EpisodeBatch, claim: Callable[[], int | None]
+    ) -> tuple[np.ndarray, EpisodeResults]:
+        """Runs the episodes of ``batch`` that ``claim()`` hands out, one whenever an env
+        is free, until it returns None and the last of them ended.
 
-    @property
-    def hungry(self) -> bool:
-        """Some env is free and no episode waits for it: time to add a batch."""
-        return not self.waiting and not all(self.episode)
+        Returns:
+            The indices of the episodes run, in the order claimed, and their results in
+            that order.
+        """
+        envs, act, limit = self.envs, self.act, self.limit
+        leaves, treedef = jax.tree.flatten(batch.params)
+        stacked = [np.zeros((len(envs), *leaf.shape[1:]), leaf.dtype) for leaf in leaves]
+        params = jax.tree.unflatten(treedef, stacked)
+        normalize = numpy_normalizer(batch.obs_stats)
+        claimed: list[int] = []
+        returns: list[float] = []
+        seen: list[list[np.ndarray]] = []  # per episode claimed, its observations
+        position = [0] * len(envs)  # of each env's episode in ``claimed``
+        totals = [0.0] * len(envs)
+        observations = None  # of the running episodes, as float32: the policy's input
+        exhausted = False
 
-    def add(self, tag: Any, batch: EpisodeBatch) -> None:
-        """Queues every episode of ``batch``; ``step`` returns its results with ``tag``."""
-        running = _Running(tag, batch)
-        if self.stacked is None:
-            leaves, treedef = jax.tree.flatten(batch.params)
-            self.stacked = [np.zeros((len(self.envs), *x.shape[1:]), x.dtype) for x in leaves]
-            self.params = jax.tree.unflatten(treedef, self.stacked)
-        self.waiting.extend((running, index) for index in range(len(batch.seeds)))
-
-    def step(self) -> list[tuple[Any, EpisodeResults]]:
-        """Starts waiting episodes in free envs, steps every running episode once, and
-        returns ``(tag, results)`` of each batch whose last episode ended."""
-        for slot, current in enumerate(self.episode):
-            if current is None and self.waiting:
-                self._start(slot)
-        running = [slot for slot, current in enumerate(self.episode) if current is not None]
-        if not running:
-            return []
-        try:
-            actions = self.act(self.params, self.normalization(self.observations))
-        except Exception as error:
-            raise self._error(error, running[0]) from error
-        done = []
-        envs, totals, observations, limit = self.envs, self.totals, self.observations, self.limit
-        for slot in running:
+        def start(slot: int) -> bool:
+            """Starts the next claimed episode in ``slot``; False if none is left."""
+            nonlocal observations, exhausted
+            index = None if exhausted else claim()
+            if index is None:
+                exhausted = True
+                return False
+            row = batch.rows[index]
+            for stack, leaf in zip(stacked, leaves, strict=True):
+                stack[slot] = leaf[row]
+            position[slot] = len(claimed)
+            claimed.append(index)
+            returns.append(0.0)
             try:
-                obs, reward, terminated, truncated, _ = envs[slot].step(actions[slot])
+                obs, _ = envs[slot].reset(seed=int(batch.seeds[index]))
             except Exception as error:
-                raise self._error(error, slot) from error
-            totals[slot] += reward
-            seen = self.seen[slot]
-            if terminated or truncated or len(seen) == limit:
-                self._finish(slot, done)
-                continue
-            observations[slot] = obs  # as float32, the policy's input
-            seen.append(observations[slot].copy())
-        return done
+                raise _error(error, batch, index) from error
+            if observations is None:
+                observations = np.zeros((len(envs), *np.shape(obs)), np.float32)
+            observations[slot] = obs
+            totals[slot] = 0.0
+            seen.append([observations[slot].copy()])
+            return True
 
-    def _finish(self, slot: int, done: list) -> None:
-        """Records the episode in ``slot``, notes its batch in ``done`` if that completes
-        it, and starts the next waiting episode there."""
-        batch, index = self.episode[slot]
-        seen = self.seen[slot]
-        batch.returns[index], batch.lengths[index] = self.totals[slot], len(seen)
-        batch.observations[index] = seen
-        batch.left -= 1
-        if not batch.left:
-            done.append((batch.tag, batch.results()))
-        self.episode[slot] = None
-        if self.waiting:
-            self._start(slot)
+        running = [slot for slot in range(len(envs)) if start(slot)]
+        while running:
+            try:
+                actions = act(params, normalize(observations))
+            except Exception as error:
+                raise _error(error, batch, claimed[position[running[0]]]) from error
+            still = []
+            for slot in running:
+                try:
+                    obs, reward, terminated, truncated, _ = envs[slot].step(actions[slot])
+                except Exception as error:
+                    raise _error(error, batch, claimed[position[slot]]) from error
+                totals[slot] += reward
+                history = seen[position[slot]]
+                if terminated or truncated or len(history) == limit:
+                    returns[position[slot]] = totals[slot]
+                    if start(slot):
+                        still.append(slot)
+                    continue
+                observations[slot] = obs
+                history.append(observations[slot].copy())
+                still.append(slot)
+            running = still
+        lengths = np.array([len(history) for history in seen], np.int64)
+        results = EpisodeResults(np.array(returns, np.float64), lengths, _stats(seen))
+        return np.array(claimed, np.int64), results
 
-    def clear(self) -> None:
-        """Drops every running and waiting episode (after an error)."""
-        self.waiting.clear()
-        self.episode = [None] * len(self.envs)
 
-    def _start(self, slot: int) -> None:
-        batch, index = self.episode[slot] = self.waiting.popleft()
-        row = batch.batch.rows[index]
-        for stack, leaf in zip(self.stacked, batch.leaves, strict=True):
-            stack[slot] = leaf[row]
-        try:
-            obs, _ = self.envs[slot].reset(seed=int(batch.batch.seeds[index]))
-        except Exception as error:
-            raise self._error(error, slot) from error
-        if self.observations is None:
-            self.observations = np.zeros((len(self.envs), *np.shape(obs)), np.float32)
-            # One row of normalization per env: batches may normalize differently.
-            zeros, ones = np.zeros_like(self.observations), np.ones_like(self.observations)
-            self.normalization = NumpyNormalization(zeros, ones, zeros.copy(), zeros.copy())
-        if self.normalized_by[slot] is not batch:
-            for field, rows in zip(self.normalization, batch.normalization, strict=True):
-                field[slot] = rows
-            self.normalized_by[slot] = batch
-        self.observations[slot] = obs
-        self.totals[slot], self.seen[slot] = 0.0, [self.observations[slot].copy()]
+def _stats(seen: list[list[np.ndarray]]) -> ObsStats:
+    if not seen:
+        return ObsStats(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)))
+    return ObsStats(*episode_stats(seen))
 
-    def _error(self, error: Exception, slot: int) -> RuntimeError:
-        batch, index = self.episode[slot]
-        member, seed = batch.batch.members[index], batch.batch.seeds[index]
-        return RuntimeError(f"{type(error).__name__}: {error} (member {member}, seed {seed})")
+
+def _error(error: Exception, batch: EpisodeBatch, index: int) -> RuntimeError:
+    member, seed = batch.members[index], batch.seeds[index]
+    return RuntimeError(f"{type(error).__name__}: {error} (member {member}, seed {seed})")
 
 
 def run_batch(
     envs: Sequence[Any], act, batch: EpisodeBatch, limit: int | None = None
 ) -> EpisodeResults:
-    """Every episode of ``batch``, ``len(envs)`` at a time side by side (see ``LockStep``)."""
-    lock_step = LockStep(envs, act, limit)
-    lock_step.add(None, batch)
-    while True:
-        for _, results in lock_step.step():
-            return results
+    """Every episode of ``batch`` in order, ``len(envs)`` at a time side by side (see
+    ``LockStep``)."""
+    indices = iter(range(len(batch.seeds)))
+    _, results = LockStep(envs, act, limit).run(batch, lambda: next(indices, None))
+    return results
 
 
 def unwrap_bookkeeping(env: Any) -> tuple[Any, int | None]:

@@ -1,20 +1,21 @@
-"""A pool of rollout worker processes that runs batches of episodes in parallel.
+"""A pool of rollout worker processes that runs a call's episodes in parallel.
 
-Episodes are cut into batches that shrink as a call proceeds, and each worker keeps one
-queued beyond those it runs: it starts their episodes in envs that free up, so episodes of
-uneven length (a Hopper that falls, one that runs) keep every core busy, and the workers
-finish together. Results come back in episode order whatever worker ran them: with seeds
-fixed by the caller, the outcome does not depend on the number of workers.
+Each call's episodes go into a queue the workers share (``claims``); every worker's free
+env takes the next one, so episodes of uneven length (a Hopper that falls, one that runs)
+keep every core busy and the workers finish together, with two messages per worker and
+call. Results come back in episode order whatever worker ran them: with seeds fixed by
+the caller, the outcome does not depend on the number of workers.
 
 Failure handling: an env that raises gives a ``RolloutError`` naming the env id, member and
 seed; a worker that dies (killed, out of memory, a crash in the simulator) gives one naming
-the env id, the members and seeds it was running, and its exit code. Either way, and on
-Ctrl-C, every worker is stopped before the error propagates: no process is left behind.
+the env id, the episodes it had taken (members and seeds) and its exit code. Either way,
+and on Ctrl-C, every worker is stopped before the error propagates: no process is left
+behind.
 """
 
 import contextlib
-import math
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -26,19 +27,13 @@ import jax
 import numpy as np
 
 from es_toolkit._validate import check_optional_int
+from es_toolkit.gym import claims
 from es_toolkit.gym.episodes import EpisodeBatch, EpisodeResults
 from es_toolkit.gym.worker import WorkerSpec, serve
 from es_toolkit.policies import ObsStats
 
 # Worker start-up (imports, env construction) can take a while on a loaded machine.
 START_TIMEOUT_S = 120.0
-# Batch sizes shrink as a call proceeds ("guided" scheduling): each batch takes this
-# fraction of the episodes left per worker, so the first ones are large (few messages)
-# and the last small (workers finish together)...
-GUIDED_FRACTION = 0.5
-# ...but at least this many env steps (judged by the last call's episodes), so that a
-# message per batch stays cheap next to the steps.
-MIN_BATCH_STEPS = 200
 # Threads of numeric libraries in each worker: one core per worker, no oversubscription.
 _SINGLE_THREAD = {
     name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -70,10 +65,10 @@ class RolloutPool:
         self.spec = spec
         self.num_workers = available_cores() if num_workers is None else num_workers
         self._workers: list[tuple[subprocess.Popen, Connection]] = []
-        self._mean_length = float(MIN_BATCH_STEPS)  # until a call has measured episodes
+        self._queue = claims.open_queue()
         try:
             for _ in range(self.num_workers):
-                self._workers.append(_start_worker(spec))
+                self._workers.append(_start_worker(spec, self._queue[0]))
             for index in range(self.num_workers):
                 status, detail = self._receive(index, lambda: "starting", START_TIMEOUT_S)
                 if status != "ready":
@@ -112,81 +107,46 @@ class RolloutPool:
                 f"members, seeds and rows must be 1-D of one length, got shapes "
                 f"{members.shape}, {seeds.shape} and {rows.shape}."
             )
-        params = jax.tree.map(np.asarray, params)
         stats = None if obs_stats is None else jax.tree.map(np.asarray, obs_stats)
-        batches = self._batches(len(members))
-        results: list[EpisodeResults | None] = [None] * len(batches)
+        batch = EpisodeBatch(jax.tree.map(np.asarray, params), rows, members, seeds, stats)
         try:
-            self._dispatch(batches, results, params, rows, members, seeds, stats)
+            return self._run(batch)
         except BaseException:
             self.close()
             raise
-        lengths = np.concatenate([r.lengths for r in results])
-        self._mean_length = max(1.0, float(lengths.mean()))
-        return EpisodeResults(
-            np.concatenate([r.returns for r in results]),
-            lengths,
-            jax.tree.map(lambda *parts: np.concatenate(parts), *[r.obs_stats for r in results]),
-        )
 
-    def _batches(self, episodes: int) -> list[slice]:
-        """Consecutive slices of the episodes, shrinking (see ``GUIDED_FRACTION``)."""
-        smallest = math.ceil(MIN_BATCH_STEPS / self._mean_length)
-        batches, start = [], 0
-        while start < episodes:
-            left = episodes - start
-            size = max(smallest, math.ceil(GUIDED_FRACTION * left / self.num_workers))
-            batches.append(slice(start, start + size))
-            start += size
-        return batches
-
-    def _dispatch(self, batches, results, params, rows, members, seeds, stats) -> None:
-        queue = list(range(len(batches)))[::-1]
-        # Per worker, the batches it holds (running or queued there).
-        busy: dict[int, list[int]] = {w: [] for w in range(self.num_workers)}
-
-        def send(worker: int) -> None:
-            index = queue.pop()
-            part = batches[index]
-            needed, local_rows = _needed_rows(rows[part])
-            batch = EpisodeBatch(
-                jax.tree.map(lambda leaf: leaf[needed], params),
-                local_rows,
-                members[part],
-                seeds[part],
-                stats,
-            )
-            self._workers[worker][1].send((index, batch))
-            busy[worker].append(index)
-
-        for worker in range(self.num_workers):
-            if queue:
-                send(worker)
-        while any(busy.values()):
-            # A worker that dies closes its end of the socket: its connection turns readable.
-            connections = {self._workers[w][1]: w for w, indices in busy.items() if indices}
-            for worker in sorted(connections[ready] for ready in wait(list(connections))):
-                status, *detail = self._receive(
-                    worker,
-                    lambda w=worker: _describe([batches[i] for i in busy[w]], members, seeds),
-                )
-                if status == "took":
-                    # The worker started on its queued batch: queue the next one there, so
-                    # that it never waits for the parent.
-                    if queue:
-                        send(worker)
-                    continue
-                if status != "ok":
+    def _run(self, batch: EpisodeBatch) -> EpisodeResults:
+        """Queues the batch's episodes, starts every worker on them and gathers what each
+        ran; a worker that died is an error once the others have finished."""
+        claims.put_episodes(self._queue[1], len(batch.seeds))
+        data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        for _, connection in self._workers:
+            connection.send_bytes(data)
+        done = np.zeros(len(batch.seeds), bool)
+        parts, dead = [], []
+        pending = {connection: w for w, (_, connection) in enumerate(self._workers)}
+        while pending:
+            for ready in wait(list(pending)):
+                worker = pending.pop(ready)
+                status, *detail = self._receive(worker, lambda: "running")
+                if status == "died":
+                    dead.append(detail[-1])
+                elif status != "ok":
                     raise RolloutError(f"{self.spec.env_id}: {detail[-1]}")
-                index, episodes = detail
-                busy[worker].remove(index)
-                results[index] = episodes
+                else:
+                    parts.append(detail)
+                    done[detail[0]] = True
+        if dead:
+            # The episodes no live worker finished are those the dead ones had taken.
+            taken = _describe(np.flatnonzero(~done), batch.members, batch.seeds)
+            raise RolloutError(f"{self.spec.env_id}: {dead[0]} {taken}.")
+        return _gather(parts, len(batch.seeds))
 
     def _receive(
         self, worker: int, doing: Callable[[], str], timeout: float | None = None
     ) -> tuple[str, Any]:
-        """The worker's next message; a dead or silent worker becomes an error message
-        that says what it was ``doing()``."""
+        """The worker's next message; a silent worker becomes an ``"error"`` message and a
+        dead one a ``"died"`` message, which say what it was ``doing()``."""
         process, connection = self._workers[worker]
         try:
             if connection.poll(timeout):
@@ -197,11 +157,14 @@ class RolloutPool:
             code = process.wait(2.0)
         except subprocess.TimeoutExpired:
             return "error", f"did not answer within {timeout} s while {doing()}."
-        return "error", f"a rollout worker died (exit code {code}) while {doing()}."
+        return "died", f"a rollout worker died (exit code {code}) while {doing()}"
 
     def close(self) -> None:
         """Stops every worker (asks, then terminates stragglers); safe to call twice."""
         workers, self._workers = self._workers, []
+        queue, self._queue = getattr(self, "_queue", ()), ()
+        for fd in queue:
+            os.close(fd)
         for _, connection in workers:
             with contextlib.suppress(OSError, ValueError):
                 connection.send(None)
@@ -223,14 +186,15 @@ class RolloutPool:
         self.close()
 
 
-def _start_worker(spec: WorkerSpec) -> tuple[subprocess.Popen, Connection]:
+def _start_worker(spec: WorkerSpec, queue_fd: int) -> tuple[subprocess.Popen, Connection]:
     """A worker process (a fresh interpreter: no fork of this JAX process, no re-import of
-    the caller's main module) connected by a socket pair, told its spec."""
+    the caller's main module) connected by a socket pair, told its spec, reading the
+    episode queue ``queue_fd``."""
     parent_socket, child_socket = socket.socketpair()
     command = [sys.executable, "-c", f"from {serve.__module__} import main; main()"]
     process = subprocess.Popen(
-        [*command, str(child_socket.fileno())],
-        pass_fds=(child_socket.fileno(),),
+        [*command, str(child_socket.fileno()), str(queue_fd)],
+        pass_fds=(child_socket.fileno(), queue_fd),
         env={**os.environ, **_SINGLE_THREAD},
     )
     child_socket.close()
@@ -239,18 +203,16 @@ def _start_worker(spec: WorkerSpec) -> tuple[subprocess.Popen, Connection]:
     return process, connection
 
 
-def _needed_rows(rows: np.ndarray) -> tuple[slice | np.ndarray, np.ndarray]:
-    """The rows of the parameters a batch needs (a slice when they are consecutive, as
-    for one episode per member), and each episode's row among them."""
-    if len(rows) and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
-        return slice(int(rows[0]), int(rows[0]) + len(rows)), np.arange(len(rows))
-    return np.unique(rows, return_inverse=True)
+def _gather(parts: list[tuple[np.ndarray, EpisodeResults]], episodes: int) -> EpisodeResults:
+    """The workers' results, each ``(indices, results)``, in episode order."""
+    order = np.argsort(np.concatenate([indices for indices, _ in parts]), kind="stable")
+    ran = [results for indices, results in parts if len(indices)]
+    if len(order) != episodes:
+        raise RolloutError(f"the workers ran {len(order)} of {episodes} episodes.")
+    return jax.tree.map(lambda *leaves: np.concatenate(leaves)[order], *ran)
 
 
-def _describe(parts: list[slice], members: np.ndarray, seeds: np.ndarray) -> str:
-    pairs = ", ".join(
-        f"member {m} seed {s}"
-        for part in parts
-        for m, s in zip(members[part], seeds[part], strict=True)
-    )
-    return f"running {pairs}"
+def _describe(indices: np.ndarray, members: np.ndarray, seeds: np.ndarray) -> str:
+    if not len(indices):
+        return "no episode"
+    return ", ".join(f"member {members[i]} seed {seeds[i]}" for i in indices)

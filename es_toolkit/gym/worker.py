@@ -1,29 +1,30 @@
 """Rollout workers: processes that run whole episodes of NumPy policies in Gymnasium envs.
 
-A worker owns ``ENVS_PER_WORKER`` envs for its whole life and receives batches of
-episodes: the policy parameters of the members concerned (NumPy arrays), the observation
-statistics to normalize with, and one seed per episode. It sends back per-episode
-returns, lengths and observation statistics. Whole episodes, never steps over the pipe:
-for envs that step in microseconds, a round trip per step would cost more than the step.
-Inside the worker its envs run side by side, so one NumPy forward pass serves all of
-them; each episode's numbers stay those of its member alone.
+A worker owns ``ENVS_PER_WORKER`` envs for its whole life. For each call it receives the
+call's ``EpisodeBatch`` (the policy parameters of the members concerned as NumPy arrays,
+the observation statistics to normalize with, and one seed per episode) and runs the
+episodes it claims from the queue the workers share (``claims``), one whenever one of its
+envs is free; once the queue is empty and its last episode ended, it sends back their
+indices and per-episode returns, lengths and observation statistics. Whole episodes,
+never steps over the pipe: for envs that step in microseconds, a round trip per step
+would cost more than the step. Inside the worker its envs run side by side, so one NumPy
+forward pass serves all of them; each episode's numbers stay those of its member alone.
 
 The protocol over a socket wrapped in a ``multiprocessing`` connection: the parent sends a
-``WorkerSpec``, then ``(tag, EpisodeBatch)`` pairs and finally ``None``; the worker answers
-the spec with ``("ready", pid)``, each batch it takes with ``("took", tag)``, and each
-batch, as it completes, with ``("ok", tag, EpisodeResults)`` or ``("error", message)``. It
-takes a new batch whenever one of its envs has no episode left to start; the parent keeps
-one queued there, sending the next on each ``"took"``. It exits on ``None`` or when the
-parent's end of the pipe closes (so a parent that dies leaves no worker behind).
+``WorkerSpec``, then an ``EpisodeBatch`` per call and finally ``None``; the worker answers
+the spec with ``("ready", pid)`` and each batch with ``("ok", indices, EpisodeResults)``
+or ``("error", message)``. It exits on ``None`` or when the parent's end of the pipe
+closes (so a parent that dies leaves no worker behind).
 """
 
 import os
-import select
 import signal
 import sys
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
+from es_toolkit.gym.claims import Claims
 from es_toolkit.gym.env import make_env
 from es_toolkit.gym.episodes import ENVS_PER_WORKER, LockStep, unwrap_bookkeeping
 from es_toolkit.policies import make_policy
@@ -58,7 +59,7 @@ def make_envs(spec: WorkerSpec, count: int) -> list[Any]:
     return envs
 
 
-def serve(connection, spec: WorkerSpec) -> None:
+def serve(connection, claims: Callable[[], int | None], spec: WorkerSpec) -> None:
     """The worker process's main loop (see the module docstring)."""
     # Ctrl-C goes to the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -76,30 +77,17 @@ def serve(connection, spec: WorkerSpec) -> None:
         connection.send(("error", f"could not start: {type(error).__name__}: {error}"))
         return
     connection.send(("ready", os.getpid()))
-    # The first batch steps the wrapped envs, so that Gymnasium's env checker sees them.
+    # The first call steps the wrapped envs, so that Gymnasium's env checker sees them.
     lock_step = LockStep(envs, policy.numpy_apply)
     unwrapped = [unwrap_bookkeeping(env) for env in envs]
     later = LockStep([env for env, _ in unwrapped], policy.numpy_apply, unwrapped[0][1])
-    # One poll object: Connection.poll builds a selector per call (~5 us against ~0.6 us).
-    incoming = select.poll()
-    incoming.register(connection.fileno(), select.POLLIN)
     try:
-        while True:
-            # Block for work when idle; take more as soon as an env runs out of it.
-            if lock_step.idle or (lock_step.hungry and incoming.poll(0)):
-                message = connection.recv()
-                if message is None:
-                    break
-                lock_step.add(*message)
-                connection.send(("took", message[0]))
+        while (batch := connection.recv()) is not None:
             try:
-                for tag, results in lock_step.step():
-                    connection.send(("ok", tag, results))
-                if lock_step.idle:
-                    lock_step = later
+                connection.send(("ok", *lock_step.run(batch, claims)))
             except Exception as error:
-                lock_step.clear()
                 connection.send(("error", str(error)))
+            lock_step = later
     except (EOFError, OSError):
         pass
     finally:
@@ -108,10 +96,11 @@ def serve(connection, spec: WorkerSpec) -> None:
 
 
 def main() -> None:
-    """Entry point of a worker process: ``python -c '...main()' FD`` (see ``pool.py``)."""
-    connection = Connection(int(sys.argv[-1]))
+    """Entry point of a worker process: ``python -c '...main()' SOCKET_FD QUEUE_FD`` (see
+    ``pool.py``)."""
+    connection = Connection(int(sys.argv[-2]))
     try:
         spec = connection.recv()
     except (EOFError, OSError):
         return
-    serve(connection, spec)
+    serve(connection, Claims(int(sys.argv[-1])), spec)
