@@ -199,6 +199,51 @@ def test_unwrapping_keeps_any_wrapper_that_changes_episodes():
     assert gym_lib.episodes.unwrap_bookkeeping(env.unwrapped) == (env.unwrapped, None)
 
 
+@pytest.mark.parametrize("start", [0, -3, 5])
+def test_fast_action_check_answers_as_gymnasium(start):
+    env = gym_lib.make_env("CartPole-v1").unwrapped
+    env.action_space = gymnasium.spaces.Discrete(4, start=start)
+    gym_lib.episodes.check_actions_fast(env)
+    check, oracle = env.action_space.contains, gymnasium.spaces.Discrete(4, start=start).contains
+    assert check is not oracle
+    ints = range(start - 3, start + 8)
+    actions = [
+        *(np.int64(i) for i in ints),
+        *np.argmax(np.eye(8), axis=-1),  # what the NumPy forward pass gives
+        *ints,
+        *(np.int32(i) for i in ints),
+        *(np.uint8(i) for i in range(8)),
+        np.array(start),
+        np.array([start]),
+        float(start),
+        np.float64(start),
+        True,
+        None,
+        "1",
+    ]
+    for action in actions:
+        assert check(action) is oracle(action), action
+    env.reset(seed=0)
+    env.step(np.int64(start))
+    with pytest.raises(AssertionError, match="invalid"):
+        env.step(np.int64(start + 4))
+
+
+def test_fast_action_check_leaves_other_spaces_alone():
+    class Custom(gymnasium.spaces.Discrete):
+        pass
+
+    for space in (
+        gymnasium.spaces.Discrete(3, dtype=np.int32),
+        Custom(3),
+        gymnasium.spaces.Box(-1.0, 1.0, (2,)),
+    ):
+        env = gym_lib.make_env("CartPole-v1").unwrapped
+        env.action_space = space
+        gym_lib.episodes.check_actions_fast(env)
+        assert "contains" not in vars(space)
+
+
 def test_common_random_numbers_share_seeds():
     seeds = gym_lib.episode_seeds(jax.random.key(0), 3, 4, common_random_numbers=True)
     assert (seeds == seeds[0]).all()

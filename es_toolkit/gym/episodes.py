@@ -182,3 +182,25 @@ def unwrap_bookkeeping(env: Any) -> tuple[Any, int | None]:
             limit = inner._max_episode_steps
         inner = inner.env
     return inner, limit
+
+
+def check_actions_fast(env: Any) -> None:
+    """Gives ``env``'s ``Discrete`` action space (int64, Gymnasium's default) a fast path
+    for the actions our policies give, NumPy int64 scalars: ``start <= action < start +
+    n``, the answer of ``Discrete.contains`` for them, in 0.2 us instead of 2.3 us.
+
+    Classic-control envs assert ``action_space.contains(action)`` on every step, a third
+    of CartPole's step. Any other action, and any other space, is checked by Gymnasium's
+    own code as before; the space is changed on this object only.
+    """
+    space = env.action_space
+    if type(space) is not import_gymnasium().spaces.Discrete or space.dtype != np.int64:
+        return
+    contains, start, stop = space.contains, int(space.start), int(space.start + space.n)
+
+    def fast_contains(action: Any) -> bool:
+        if type(action) is np.int64:
+            return bool(start <= action < stop)
+        return contains(action)
+
+    space.contains = fast_contains

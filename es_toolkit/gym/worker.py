@@ -26,7 +26,12 @@ from typing import Any, NamedTuple
 
 from es_toolkit.gym.claims import Claims
 from es_toolkit.gym.env import make_env
-from es_toolkit.gym.episodes import ENVS_PER_WORKER, LockStep, unwrap_bookkeeping
+from es_toolkit.gym.episodes import (
+    ENVS_PER_WORKER,
+    LockStep,
+    check_actions_fast,
+    unwrap_bookkeeping,
+)
 from es_toolkit.policies import make_policy
 
 
@@ -80,6 +85,8 @@ def serve(connection, claims: Callable[[], int | None], spec: WorkerSpec) -> Non
     # The first call steps the wrapped envs, so that Gymnasium's env checker sees them.
     lock_step = LockStep(envs, policy.numpy_apply)
     unwrapped = [unwrap_bookkeeping(env) for env in envs]
+    for env, _ in unwrapped:
+        check_actions_fast(env)
     later = LockStep([env for env, _ in unwrapped], policy.numpy_apply, unwrapped[0][1])
     try:
         while (batch := connection.recv()) is not None:
