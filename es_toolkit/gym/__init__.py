@@ -7,7 +7,8 @@ The only part of es_toolkit that imports gymnasium (lazily, when an env is made)
 * ``episodes``: ``run_batch`` and ``LockStep``, episodes of NumPy policies
   (``Policy.numpy_apply``), several envs side by side under one forward pass;
 * ``worker`` and ``pool``: ``RolloutPool``, worker processes running whole episodes,
-  robust to envs that raise and workers that die;
+  robust to envs that raise and workers that die; ``claims``, the queue of a call's
+  episodes the workers share, and ``shared``, the parameters they read in place;
 * ``evaluation``: ``evaluate_population`` and ``evaluate``, the contract of
   ``es_toolkit.rollout`` for Gymnasium envs: seeds derive from the key, so results do not
   depend on the number of workers.

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from es_toolkit._validate import check_optional_int
-from es_toolkit.gym import claims
+from es_toolkit.gym import claims, shared
 from es_toolkit.gym.episodes import EpisodeBatch, EpisodeResults
 from es_toolkit.gym.worker import WorkerSpec, serve
 from es_toolkit.policies import ObsStats
@@ -66,9 +66,10 @@ class RolloutPool:
         self.num_workers = available_cores() if num_workers is None else num_workers
         self._workers: list[tuple[subprocess.Popen, Connection]] = []
         self._queue = claims.open_queue()
+        self._params_fd = shared.open_file()
         try:
             for _ in range(self.num_workers):
-                self._workers.append(_start_worker(spec, self._queue[0]))
+                self._workers.append(_start_worker(spec, self._queue[0], self._params_fd))
             for index in range(self.num_workers):
                 status, detail = self._receive(index, lambda: "starting", START_TIMEOUT_S)
                 if status != "ready":
@@ -119,7 +120,8 @@ class RolloutPool:
         """Queues the batch's episodes, starts every worker on them and gathers what each
         ran; a worker that died is an error once the others have finished."""
         claims.put_episodes(self._queue[1], len(batch.seeds))
-        data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        layout = shared.write(self._params_fd, batch.params)
+        data = pickle.dumps(batch._replace(params=layout), protocol=pickle.HIGHEST_PROTOCOL)
         for _, connection in self._workers:
             connection.send_bytes(data)
         done = np.zeros(len(batch.seeds), bool)
@@ -162,9 +164,11 @@ class RolloutPool:
     def close(self) -> None:
         """Stops every worker (asks, then terminates stragglers); safe to call twice."""
         workers, self._workers = self._workers, []
-        queue, self._queue = getattr(self, "_queue", ()), ()
-        for fd in queue:
-            os.close(fd)
+        fds = (*getattr(self, "_queue", ()), getattr(self, "_params_fd", None))
+        self._queue, self._params_fd = (), None
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
         for _, connection in workers:
             with contextlib.suppress(OSError, ValueError):
                 connection.send(None)
@@ -186,15 +190,17 @@ class RolloutPool:
         self.close()
 
 
-def _start_worker(spec: WorkerSpec, queue_fd: int) -> tuple[subprocess.Popen, Connection]:
+def _start_worker(
+    spec: WorkerSpec, queue_fd: int, params_fd: int
+) -> tuple[subprocess.Popen, Connection]:
     """A worker process (a fresh interpreter: no fork of this JAX process, no re-import of
     the caller's main module) connected by a socket pair, told its spec, reading the
-    episode queue ``queue_fd``."""
+    episode queue ``queue_fd`` and the parameters in ``params_fd``."""
     parent_socket, child_socket = socket.socketpair()
     command = [sys.executable, "-c", f"from {serve.__module__} import main; main()"]
     process = subprocess.Popen(
-        [*command, str(child_socket.fileno()), str(queue_fd)],
-        pass_fds=(child_socket.fileno(), queue_fd),
+        [*command, str(child_socket.fileno()), str(queue_fd), str(params_fd)],
+        pass_fds=(child_socket.fileno(), queue_fd, params_fd),
         env={**os.environ, **_SINGLE_THREAD},
     )
     child_socket.close()

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
+from es_toolkit.gym import shared
 from es_toolkit.gym.claims import Claims
 from es_toolkit.gym.env import make_env
 from es_toolkit.gym.episodes import (
@@ -64,7 +65,7 @@ def make_envs(spec: WorkerSpec, count: int) -> list[Any]:
     return envs
 
 
-def serve(connection, claims: Callable[[], int | None], spec: WorkerSpec) -> None:
+def serve(connection, claims: Callable[[], int | None], params_fd: int, spec: WorkerSpec) -> None:
     """The worker process's main loop (see the module docstring)."""
     # Ctrl-C goes to the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -91,6 +92,7 @@ def serve(connection, claims: Callable[[], int | None], spec: WorkerSpec) -> Non
     try:
         while (batch := connection.recv()) is not None:
             try:
+                batch = batch._replace(params=shared.read(params_fd, batch.params))
                 connection.send(("ok", *lock_step.run(batch, claims)))
             except Exception as error:
                 connection.send(("error", str(error)))
@@ -103,11 +105,12 @@ def serve(connection, claims: Callable[[], int | None], spec: WorkerSpec) -> Non
 
 
 def main() -> None:
-    """Entry point of a worker process: ``python -c '...main()' SOCKET_FD QUEUE_FD`` (see
-    ``pool.py``)."""
-    connection = Connection(int(sys.argv[-2]))
+    """Entry point of a worker process: ``python -c '...main()' SOCKET_FD QUEUE_FD
+    PARAMS_FD`` (see ``pool.py``)."""
+    socket_fd, queue_fd, params_fd = (int(arg) for arg in sys.argv[-3:])
+    connection = Connection(socket_fd)
     try:
         spec = connection.recv()
     except (EOFError, OSError):
         return
-    serve(connection, Claims(int(sys.argv[-1])), spec)
+    serve(connection, Claims(queue_fd), params_fd, spec)
