@@ -358,6 +358,16 @@ def test_dead_worker_is_an_error_not_a_hang():
     assert all(process.poll() is not None for process in processes)
 
 
+def test_bad_episode_lists_are_refused_and_the_pool_stays_open(cartpole):
+    _, population = cartpole
+    with RolloutPool(WorkerSpec("CartPole-v1", "linear", {}), 1) as pool:
+        with pytest.raises(ValueError, match="1-D of one length"):
+            pool.run(population, [0, 1], [5])
+        with pytest.raises(ValueError, match="at least one episode"):
+            pool.run(population, [], [])
+        assert pool.run(population, [2], [5]).lengths[0] > 0
+
+
 def test_ctrl_c_stops_every_worker(cartpole, monkeypatch):
     _, population = cartpole
     pool = RolloutPool(WorkerSpec("CartPole-v1", "linear", {}), 2)

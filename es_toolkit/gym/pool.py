@@ -108,6 +108,8 @@ class RolloutPool:
                 f"members, seeds and rows must be 1-D of one length, got shapes "
                 f"{members.shape}, {seeds.shape} and {rows.shape}."
             )
+        if not len(members):
+            raise ValueError("members must name at least one episode, got none.")
         stats = None if obs_stats is None else jax.tree.map(np.asarray, obs_stats)
         batch = EpisodeBatch(jax.tree.map(np.asarray, params), rows, members, seeds, stats)
         try:
