@@ -193,6 +193,29 @@ def test_envs_side_by_side_and_unwrapped_give_each_members_own_episodes(cartpole
         jax.tree.map(np.testing.assert_array_equal, together, alone)
 
 
+def test_observations_are_reduced_in_groups_with_the_same_statistics(cartpole, monkeypatch):
+    """A worker keeps the observations of at most ``REDUCE_EVERY`` finished episodes (and
+    the running ones); reducing them in groups changes no number."""
+    policy, population = cartpole
+    params = jax.tree.map(np.asarray, population)
+    rows = np.arange(6).repeat(3)
+    batch = gym_lib.episodes.EpisodeBatch(params, rows, rows, np.arange(18) + 7, None)
+    envs = [gym_lib.make_env("CartPole-v1") for _ in range(4)]
+    whole = gym_lib.run_batch(envs, policy.numpy_apply, batch)
+    held = []
+    start = gym_lib.episodes._Observations.start
+
+    def counting_start(self, first):
+        held.append(sum(history is not None for history in self.histories))
+        start(self, first)
+
+    monkeypatch.setattr(gym_lib.episodes, "REDUCE_EVERY", 3)
+    monkeypatch.setattr(gym_lib.episodes._Observations, "start", counting_start)
+    grouped = gym_lib.run_batch(envs, policy.numpy_apply, batch)
+    jax.tree.map(np.testing.assert_array_equal, grouped, whole)
+    assert max(held) <= 3 + len(envs)
+
+
 def test_unwrapping_keeps_any_wrapper_that_changes_episodes():
     env = gymnasium.wrappers.ClipReward(gym_lib.make_env("CartPole-v1"), 0.0, 0.5)
     assert gym_lib.episodes.unwrap_bookkeeping(env) == (env, None)

@@ -21,6 +21,9 @@ from es_toolkit.policies import ObsStats, numpy_normalizer
 
 # Envs a rollout worker steps side by side.
 ENVS_PER_WORKER = 16
+# Finished episodes whose observations are kept before they are reduced to statistics
+# together: memory stays bounded by this many episodes, plus the running ones.
+REDUCE_EVERY = 64
 
 
 class EpisodeBatch(NamedTuple):
@@ -56,6 +59,39 @@ def episode_stats(
     return counts.astype(np.float64), means, m2s
 
 
+class _Observations:
+    """Each claimed episode's observations while it runs; finished episodes are reduced
+    to their statistics (``episode_stats``) ``REDUCE_EVERY`` at a time."""
+
+    def __init__(self):
+        self.histories: list[list[np.ndarray] | None] = []
+        self.stats: list[tuple | None] = []  # (count, mean, m2) of each reduced episode
+        self.finished: list[int] = []
+
+    def start(self, first: np.ndarray) -> None:
+        self.histories.append([first])
+        self.stats.append(None)
+
+    def finish(self, position: int) -> None:
+        self.finished.append(position)
+        if len(self.finished) >= REDUCE_EVERY:
+            self.reduce()
+
+    def reduce(self) -> None:
+        if self.finished:
+            reduced = episode_stats([self.histories[p] for p in self.finished])
+            for k, p in enumerate(self.finished):
+                self.stats[p], self.histories[p] = tuple(field[k] for field in reduced), None
+            self.finished = []
+
+    def results(self) -> ObsStats:
+        """Every episode's statistics, stacked in the order started."""
+        self.reduce()
+        if not self.stats:
+            return ObsStats(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)))
+        return ObsStats(*(np.stack(field) for field in zip(*self.stats, strict=True)))
+
+
 class LockStep:
     """``envs`` stepped side by side over the episodes of a batch.
 
@@ -85,7 +121,7 @@ class LockStep:
         normalize = numpy_normalizer(batch.obs_stats)
         claimed: list[int] = []
         returns: list[float] = []
-        seen: list[list[np.ndarray]] = []  # per episode claimed, its observations
+        observed = _Observations()
         position = [0] * len(envs)  # of each env's episode in ``claimed``
         totals = [0.0] * len(envs)
         observations = None  # of the running episodes, as float32: the policy's input
@@ -112,7 +148,7 @@ class LockStep:
                 observations = np.zeros((len(envs), *np.shape(obs)), np.float32)
             observations[slot] = obs
             totals[slot] = 0.0
-            seen.append([observations[slot].copy()])
+            observed.start(observations[slot].copy())
             return True
 
         running = [slot for slot in range(len(envs)) if start(slot)]
@@ -128,9 +164,10 @@ class LockStep:
                 except Exception as error:
                     raise _error(error, batch, claimed[position[slot]]) from error
                 totals[slot] += reward
-                history = seen[position[slot]]
+                history = observed.histories[position[slot]]
                 if terminated or truncated or len(history) == limit:
                     returns[position[slot]] = totals[slot]
+                    observed.finish(position[slot])
                     if start(slot):
                         still.append(slot)
                     continue
@@ -138,15 +175,9 @@ class LockStep:
                 history.append(observations[slot].copy())
                 still.append(slot)
             running = still
-        lengths = np.array([len(history) for history in seen], np.int64)
-        results = EpisodeResults(np.array(returns, np.float64), lengths, _stats(seen))
+        stats = observed.results()
+        results = EpisodeResults(np.array(returns, np.float64), stats.count.astype(np.int64), stats)
         return np.array(claimed, np.int64), results
-
-
-def _stats(seen: list[list[np.ndarray]]) -> ObsStats:
-    if not seen:
-        return ObsStats(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)))
-    return ObsStats(*episode_stats(seen))
 
 
 def _error(error: Exception, batch: EpisodeBatch, index: int) -> RuntimeError:
