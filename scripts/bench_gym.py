@@ -18,7 +18,7 @@ The ratio "per core" is ours with ``w`` workers over the raw loop with ``w`` pro
 Parameters: the parent writes each call's member parameters once into a file in memory
 that every worker maps (``es_toolkit.gym.shared``). The alternative, each worker
 regenerating its members from the run key and member index, needs JAX in the worker and
-one jitted ``ask`` call per batch; both costs per member are measured here in one process
+one jitted ``ask`` call per generation; both costs per member are measured here in one process
 (write and read back through the shared file vs the jitted slice of ``ask``).
 
 Learning: ``python scripts/train.py --env X --out DIR --overwrite --quiet`` in a fresh

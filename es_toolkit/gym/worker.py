@@ -1,8 +1,9 @@
 """Rollout workers: processes that run whole episodes of NumPy policies in Gymnasium envs.
 
 A worker owns ``ENVS_PER_WORKER`` envs for its whole life. For each call it receives the
-call's ``EpisodeBatch`` (the policy parameters of the members concerned as NumPy arrays,
-the observation statistics to normalize with, and one seed per episode) and runs the
+call's ``EpisodeBatch`` (the layout of the members' parameters, which it reads in place
+from the file the parent wrote them to, see ``shared``; the observation statistics to
+normalize with; and one seed per episode) and runs the
 episodes it claims from the queue the workers share (``claims``), one whenever one of its
 envs is free; once the queue is empty and its last episode ended, it sends back their
 indices and per-episode returns, lengths and observation statistics. Whole episodes,
