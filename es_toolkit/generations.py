@@ -122,27 +122,37 @@ def make_gym_block(config: Any, task: Any, pool: gym_lib.RolloutPool):
     """The block for a Gymnasium env: episodes in ``pool``, the rest jitted. With several
     processes, each runs its share of the members in its own workers and the results are
     gathered, so every process computes the same update."""
-    ask = jax.jit(task.strategy.ask, static_argnums=3)
     record = jax.jit(record_evaluation)
+    start, count = parallel.process_share(task.strategy.population_size)
+
+    # One dispatch before the episodes and one after: for envs that step in microseconds
+    # each dispatch is a visible share of a generation.
+    @jax.jit
+    def prepare(state):
+        key = jax.random.fold_in(run_key(config), state.generation)
+        seeds = gym_lib.seed_table(
+            key,
+            count,
+            config.episodes_per_member,
+            common_random_numbers=config.common_random_numbers,
+            first_member=start,
+        )
+        return key, task.strategy.ask(key, state.strategy_state, start, count), seeds
 
     @jax.jit
     def tell(state, key, returns, lengths, stats):
         merged = gym_lib.merge_episode_stats(stats)
         return update(config, task, state, key, rollout.Episodes(returns, lengths, merged))
 
-    start, count = parallel.process_share(task.strategy.population_size)
-
     def block(state):
         per_generation = []
         for _ in range(config.eval_every):
-            key = jax.random.fold_in(run_key(config), state.generation)
-            episodes = gym_lib.evaluate_population(
+            key, population, seeds = prepare(state)
+            episodes = gym_lib.run_population(
                 pool,
-                key,
-                ask(key, state.strategy_state, start, count),
+                population,
+                seeds,
                 policy_stats(config, state.obs_stats),
-                config.episodes_per_member,
-                common_random_numbers=config.common_random_numbers,
                 first_member=start,
                 merge_stats=False,
             )

@@ -8,8 +8,8 @@ LunarLanderContinuous-v3 of
 * **ours**: ``es_toolkit.gym.evaluate_population`` in a ``RolloutPool`` with 1 worker and
   with one worker per core, a population of linear policies with random weights (whole
   episodes, NumPy forward pass, observation normalization on, results sent back, each
-  generation's ``ask`` in the loop), counting every step of every episode over whole
-  generations.
+  generation's ``ask`` and seeds (one jitted call, as training makes it) and statistics
+  merge in the loop), counting every step of every episode over whole generations.
 
 The two take turns in rounds (processes and pools started once), so that a shared machine
 that slows down or speeds up affects both alike; a cell reports medians over the rounds.
@@ -110,9 +110,9 @@ class RawLoops:
 
 
 class Ours:
-    """``evaluate_population`` of a population of linear policies in a ``RolloutPool`` of
-    ``workers`` workers, with ``ask`` and the statistics merge of each generation, as
-    training runs them; the pool starts once and is timed in rounds."""
+    """``run_population`` of a population of linear policies in a ``RolloutPool`` of
+    ``workers`` workers, with each generation's ``ask`` and seeds (one jitted call) and
+    statistics merge, as training runs them; the pool starts once and is timed in rounds."""
 
     def __init__(self, env_id: str, workers: int, population: int):
         env = gym_lib.make_env(env_id)
@@ -120,7 +120,13 @@ class Ours:
         env.close()
         strategy = open_es(population, sigma=0.1)
         self.state = strategy.init(policy.init(jax.random.key(0)))
-        self.ask = jax.jit(strategy.ask)
+
+        @jax.jit
+        def prepare(state, generation):  # as training's Gymnasium block does
+            key = jax.random.fold_in(jax.random.key(1), generation)
+            return strategy.ask(key, state), gym_lib.seed_table(key, population, 1)
+
+        self.prepare = prepare
         size = policy_obs_size(policy)
         self.stats = batch_obs_stats(size, np.random.default_rng(0).normal(size=(100, size)))
         spec = gym_lib.WorkerSpec(env_id, "linear", {"zero_init": False})
@@ -132,10 +138,8 @@ class Ours:
         """Env steps per second over whole generations lasting at least ``seconds``."""
         steps, start = 0, time.perf_counter()
         while True:
-            key = jax.random.key(self.generation)
-            runs = gym_lib.evaluate_population(
-                self.pool, key, self.ask(key, self.state), self.stats
-            )
+            members, seeds = self.prepare(self.state, self.generation)
+            runs = gym_lib.run_population(self.pool, members, seeds, self.stats)
             steps += int(runs.lengths.sum())
             self.steps += int(runs.lengths.sum())
             self.episodes += len(runs.lengths)

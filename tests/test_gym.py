@@ -319,6 +319,32 @@ def test_common_random_numbers_share_seeds():
     assert len(set(independent.ravel())) == 12
 
 
+def test_seed_table_traced_gives_episode_seeds():
+    key = jax.random.key(2)
+    for shared in (False, True):
+
+        @jax.jit
+        def traced(key, first, shared=shared):
+            return gym_lib.seed_table(key, 3, 2, common_random_numbers=shared, first_member=first)
+
+        np.testing.assert_array_equal(
+            traced(key, 5),
+            gym_lib.episode_seeds(key, 3, 2, common_random_numbers=shared, first_member=5),
+        )
+
+
+def test_run_population_with_the_keys_seeds_is_evaluate_population(cartpole):
+    _, population = cartpole
+    key = jax.random.key(11)
+    with RolloutPool(WorkerSpec("CartPole-v1", "linear", {}), 2) as pool:
+        evaluated = gym_lib.evaluate_population(pool, key, population, None, 2, first_member=4)
+        seeds = gym_lib.seed_table(key, 6, 2, first_member=4)
+        ran = gym_lib.run_population(pool, population, seeds, None, first_member=4)
+        with pytest.raises(ValueError, match=r"seeds must have shape \(members, episodes\)"):
+            gym_lib.run_population(pool, population, seeds[:5])
+    jax.tree.map(np.testing.assert_array_equal, tuple(evaluated), tuple(ran))
+
+
 @pytest.mark.parametrize(
     ("env_id", "kind"),
     [("HalfCheetah-v5", "linear"), ("LunarLanderContinuous-v3", "mlp"), ("Acrobot-v1", "linear")],

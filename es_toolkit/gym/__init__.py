@@ -9,9 +9,9 @@ The only part of es_toolkit that imports gymnasium (lazily, when an env is made)
 * ``worker`` and ``pool``: ``RolloutPool``, worker processes running whole episodes,
   robust to envs that raise and workers that die; ``claims``, the queue of a call's
   episodes the workers share, and ``shared``, the parameters they read in place;
-* ``evaluation``: ``evaluate_population`` and ``evaluate``, the contract of
-  ``es_toolkit.rollout`` for Gymnasium envs: seeds derive from the key, so results do not
-  depend on the number of workers.
+* ``evaluation``: ``evaluate_population`` (``seed_table``, then ``run_population``) and
+  ``evaluate``, the contract of ``es_toolkit.rollout`` for Gymnasium envs: seeds derive
+  from the key, so results do not depend on the number of workers.
 """
 
 from es_toolkit.gym.env import extra_for, make_env
@@ -21,6 +21,8 @@ from es_toolkit.gym.evaluation import (
     evaluate,
     evaluate_population,
     merge_episode_stats,
+    run_population,
+    seed_table,
 )
 from es_toolkit.gym.pool import RolloutError, RolloutPool, available_cores
 from es_toolkit.gym.worker import WorkerSpec
@@ -38,4 +40,6 @@ __all__ = [
     "make_env",
     "merge_episode_stats",
     "run_batch",
+    "run_population",
+    "seed_table",
 ]

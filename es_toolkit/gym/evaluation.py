@@ -6,7 +6,6 @@ Episode ``e`` of member ``i`` resets its env with a seed drawn from
 numbers), the rule ``rollout`` uses for its JAX envs' keys.
 """
 
-import functools
 from typing import Any
 
 import jax
@@ -19,17 +18,33 @@ from es_toolkit.rollout import Episodes
 from es_toolkit.types import PRNGKey, PyTree
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _seeds(key, first, num_members: int, num_episodes: int, shared: bool) -> jax.Array:
+def seed_table(
+    key: PRNGKey,
+    num_members: int,
+    num_episodes: int,
+    *,
+    common_random_numbers: bool = False,
+    first_member: int | jax.Array = 0,
+) -> jax.Array:
+    """Env seeds, int32 of shape ``(num_members, num_episodes)``, for members
+    ``first_member ..`` (see the module docstring). Traceable: a training step computes
+    them in the same jitted call as its ``ask``, one dispatch per generation instead of
+    two."""
+
     def member_seeds(member_key):
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(member_key, jnp.arange(num_episodes))
         return jax.vmap(lambda k: jax.random.randint(k, (), 0, 2**31 - 1))(keys)
 
-    if shared:
+    if common_random_numbers:
         return jnp.broadcast_to(member_seeds(key), (num_members, num_episodes))
-    indices = first + jnp.arange(num_members)
+    indices = first_member + jnp.arange(num_members)
     member_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
     return jax.vmap(member_seeds)(member_keys)
+
+
+_jitted_seed_table = jax.jit(
+    seed_table, static_argnames=("num_members", "num_episodes", "common_random_numbers")
+)
 
 
 def episode_seeds(
@@ -40,9 +55,16 @@ def episode_seeds(
     common_random_numbers: bool = False,
     first_member: int = 0,
 ) -> np.ndarray:
-    """Env seeds of shape ``(num_members, num_episodes)`` for members ``first_member ..``
-    (see the module docstring)."""
-    return np.asarray(_seeds(key, first_member, num_members, num_episodes, common_random_numbers))
+    """``seed_table`` as a NumPy array."""
+    return np.asarray(
+        _jitted_seed_table(
+            key,
+            num_members=num_members,
+            num_episodes=num_episodes,
+            common_random_numbers=common_random_numbers,
+            first_member=first_member,
+        )
+    )
 
 
 def evaluate_population(
@@ -72,9 +94,32 @@ def evaluate_population(
         common_random_numbers=common_random_numbers,
         first_member=first_member,
     )
-    members = first_member + np.repeat(np.arange(size), num_episodes)
+    return run_population(
+        pool, population, seeds, obs_stats, first_member=first_member, merge_stats=merge_stats
+    )
+
+
+def run_population(
+    pool: RolloutPool,
+    population: PyTree,
+    seeds: Any,
+    obs_stats: ObsStats | None = None,
+    *,
+    first_member: int = 0,
+    merge_stats: bool = True,
+) -> Episodes:
+    """``evaluate_population`` with the seeds given: ``seeds[i, e]`` resets episode ``e``
+    of member ``i``, one row per member (``seed_table`` computes them from the key)."""
+    size = jax.tree.leaves(population)[0].shape[0]
+    seeds = np.asarray(seeds, np.int64)
+    if seeds.ndim != 2 or seeds.shape[0] != size or seeds.shape[1] < 1:
+        raise ValueError(
+            f"seeds must have shape (members, episodes) = ({size}, episodes >= 1), "
+            f"got {seeds.shape}."
+        )
+    num_episodes = seeds.shape[1]
     rows = np.repeat(np.arange(size), num_episodes)
-    runs = pool.run(population, members, seeds.reshape(-1), obs_stats, rows=rows)
+    runs = pool.run(population, first_member + rows, seeds.reshape(-1), obs_stats, rows=rows)
     returns = runs.returns.reshape(size, num_episodes).mean(axis=1)
     lengths = runs.lengths.reshape(size, num_episodes).sum(axis=1)
     return Episodes(
