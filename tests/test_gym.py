@@ -207,7 +207,7 @@ def test_observations_are_reduced_in_groups_with_the_same_statistics(cartpole, m
 
     def counting_start(self, first):
         held.append(sum(history is not None for history in self.histories))
-        start(self, first)
+        return start(self, first)
 
     monkeypatch.setattr(gym_lib.episodes, "REDUCE_EVERY", 3)
     monkeypatch.setattr(gym_lib.episodes._Observations, "start", counting_start)

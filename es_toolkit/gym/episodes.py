@@ -68,9 +68,12 @@ class _Observations:
         self.stats: list[tuple | None] = []  # (count, mean, m2) of each reduced episode
         self.finished: list[int] = []
 
-    def start(self, first: np.ndarray) -> None:
-        self.histories.append([first])
+    def start(self, first: np.ndarray) -> list[np.ndarray]:
+        """Records a new episode's first observation; returns its history to append to."""
+        history = [first]
+        self.histories.append(history)
         self.stats.append(None)
+        return history
 
     def finish(self, position: int) -> None:
         self.finished.append(position)
@@ -115,6 +118,7 @@ class LockStep:
             that order.
         """
         envs, act, limit = self.envs, self.act, self.limit
+        steps = [env.step for env in envs]
         leaves, treedef = jax.tree.flatten(batch.params)
         stacked = [np.zeros((len(envs), *leaf.shape[1:]), leaf.dtype) for leaf in leaves]
         params = jax.tree.unflatten(treedef, stacked)
@@ -123,20 +127,22 @@ class LockStep:
         returns: list[float] = []
         observed = _Observations()
         position = [0] * len(envs)  # of each env's episode in ``claimed``
+        histories: list[list[np.ndarray]] = [[] for _ in envs]  # of each env's episode
         totals = [0.0] * len(envs)
         observations = None  # of the running episodes, as float32: the policy's input
+        rows: list[np.ndarray] = []  # each env's row of ``observations``
         exhausted = False
 
         def start(slot: int) -> bool:
             """Starts the next claimed episode in ``slot``; False if none is left."""
-            nonlocal observations, exhausted
+            nonlocal observations, rows, exhausted
             index = None if exhausted else claim()
             if index is None:
                 exhausted = True
                 return False
-            row = batch.rows[index]
+            member_row = batch.rows[index]
             for stack, leaf in zip(stacked, leaves, strict=True):
-                stack[slot] = leaf[row]
+                stack[slot] = leaf[member_row]
             position[slot] = len(claimed)
             claimed.append(index)
             returns.append(0.0)
@@ -146,9 +152,10 @@ class LockStep:
                 raise _error(error, batch, index) from error
             if observations is None:
                 observations = np.zeros((len(envs), *np.shape(obs)), np.float32)
-            observations[slot] = obs
+                rows = list(observations)
+            rows[slot][...] = obs
             totals[slot] = 0.0
-            observed.start(observations[slot].copy())
+            histories[slot] = observed.start(rows[slot].copy())
             return True
 
         running = [slot for slot in range(len(envs)) if start(slot)]
@@ -160,19 +167,20 @@ class LockStep:
             still = []
             for slot in running:
                 try:
-                    obs, reward, terminated, truncated, _ = envs[slot].step(actions[slot])
+                    obs, reward, terminated, truncated, _ = steps[slot](actions[slot])
                 except Exception as error:
                     raise _error(error, batch, claimed[position[slot]]) from error
                 totals[slot] += reward
-                history = observed.histories[position[slot]]
+                history = histories[slot]
                 if terminated or truncated or len(history) == limit:
                     returns[position[slot]] = totals[slot]
                     observed.finish(position[slot])
                     if start(slot):
                         still.append(slot)
                     continue
-                observations[slot] = obs
-                history.append(observations[slot].copy())
+                row = rows[slot]
+                row[...] = obs
+                history.append(row.copy())
                 still.append(slot)
             running = still
         stats = observed.results()
