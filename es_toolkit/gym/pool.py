@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from es_toolkit._validate import check_optional_int
-from es_toolkit.gym import claims, shared
+from es_toolkit.gym import claims, doorbell, shared
 from es_toolkit.gym.episodes import EpisodeBatch, EpisodeResults
 from es_toolkit.gym.worker import WorkerSpec, serve
 from es_toolkit.policies import ObsStats
@@ -66,10 +66,12 @@ class RolloutPool:
         self.num_workers = available_cores() if num_workers is None else num_workers
         self._workers: list[tuple[subprocess.Popen, Connection]] = []
         self._queue = claims.open_queue()
+        self._bell = doorbell.open_bell()
         self._params_fd = shared.open_file()
         try:
             for _ in range(self.num_workers):
-                self._workers.append(_start_worker(spec, self._queue[0], self._params_fd))
+                fds = (self._queue[0], self._bell[0], self._params_fd)
+                self._workers.append(_start_worker(spec, *fds))
             for index in range(self.num_workers):
                 status, detail = self._receive(index, lambda: "starting", START_TIMEOUT_S)
                 if status != "ready":
@@ -126,6 +128,7 @@ class RolloutPool:
         data = pickle.dumps(batch._replace(params=layout), protocol=pickle.HIGHEST_PROTOCOL)
         for _, connection in self._workers:
             connection.send_bytes(data)
+        doorbell.ring(self._bell)
         done = np.zeros(len(batch.seeds), bool)
         parts, dead = [], []
         pending = {connection: w for w, (_, connection) in enumerate(self._workers)}
@@ -166,14 +169,19 @@ class RolloutPool:
     def close(self) -> None:
         """Stops every worker (asks, then terminates stragglers); safe to call twice."""
         workers, self._workers = self._workers, []
-        fds = (*getattr(self, "_queue", ()), getattr(self, "_params_fd", None))
-        self._queue, self._params_fd = (), None
-        for fd in fds:
-            if fd is not None:
-                os.close(fd)
         for _, connection in workers:
             with contextlib.suppress(OSError, ValueError):
                 connection.send(None)
+        # Closing the bell's write end wakes the workers to read the None.
+        fds = (
+            *getattr(self, "_queue", ()),
+            *getattr(self, "_bell", ()),
+            getattr(self, "_params_fd", None),
+        )
+        self._queue, self._bell, self._params_fd = (), (), None
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
         for process, connection in workers:
             try:
                 process.wait(2.0)
@@ -193,16 +201,18 @@ class RolloutPool:
 
 
 def _start_worker(
-    spec: WorkerSpec, queue_fd: int, params_fd: int
+    spec: WorkerSpec, queue_fd: int, bell_fd: int, params_fd: int
 ) -> tuple[subprocess.Popen, Connection]:
     """A worker process (a fresh interpreter: no fork of this JAX process, no re-import of
     the caller's main module) connected by a socket pair, told its spec, reading the
-    episode queue ``queue_fd`` and the parameters in ``params_fd``."""
+    episode queue ``queue_fd``, woken by ``bell_fd`` and reading the parameters in
+    ``params_fd``."""
     parent_socket, child_socket = socket.socketpair()
     command = [sys.executable, "-c", f"from {serve.__module__} import main; main()"]
+    fds = (child_socket.fileno(), queue_fd, bell_fd, params_fd)
     process = subprocess.Popen(
-        [*command, str(child_socket.fileno()), str(queue_fd), str(params_fd)],
-        pass_fds=(child_socket.fileno(), queue_fd, params_fd),
+        [*command, *(str(fd) for fd in fds)],
+        pass_fds=fds,
         env={**os.environ, **_SINGLE_THREAD},
     )
     child_socket.close()

@@ -12,7 +12,8 @@ would cost more than the step. Inside the worker its envs run side by side, so o
 forward pass serves all of them; each episode's numbers stay those of its member alone.
 
 The protocol over a socket wrapped in a ``multiprocessing`` connection: the parent sends a
-``WorkerSpec``, then an ``EpisodeBatch`` per call and finally ``None``; the worker answers
+``WorkerSpec``, then an ``EpisodeBatch`` per call (and wakes every worker at once, see
+``doorbell``) and finally ``None``; the worker answers
 the spec with ``("ready", pid)`` and each batch with ``("ok", indices, EpisodeResults)``
 or ``("error", message)``. It exits on ``None`` or when the parent's end of the pipe
 closes (so a parent that dies leaves no worker behind).
@@ -27,6 +28,7 @@ from typing import Any, NamedTuple
 
 from es_toolkit.gym import shared
 from es_toolkit.gym.claims import Claims
+from es_toolkit.gym.doorbell import Doorbell
 from es_toolkit.gym.env import make_env
 from es_toolkit.gym.episodes import (
     ENVS_PER_WORKER,
@@ -66,7 +68,13 @@ def make_envs(spec: WorkerSpec, count: int) -> list[Any]:
     return envs
 
 
-def serve(connection, claims: Callable[[], int | None], params_fd: int, spec: WorkerSpec) -> None:
+def serve(
+    connection: Connection,
+    claims: Callable[[], int | None],
+    doorbell: Doorbell,
+    params_fd: int,
+    spec: WorkerSpec,
+) -> None:
     """The worker process's main loop (see the module docstring)."""
     # Ctrl-C goes to the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -91,7 +99,10 @@ def serve(connection, claims: Callable[[], int | None], params_fd: int, spec: Wo
         check_actions_fast(env)
     later = LockStep([env for env, _ in unwrapped], policy.numpy_apply, unwrapped[0][1])
     try:
-        while (batch := connection.recv()) is not None:
+        while True:
+            doorbell.wait()
+            if (batch := connection.recv()) is None:
+                break
             try:
                 batch = batch._replace(params=shared.read(params_fd, batch.params))
                 connection.send(("ok", *lock_step.run(batch, claims)))
@@ -107,11 +118,11 @@ def serve(connection, claims: Callable[[], int | None], params_fd: int, spec: Wo
 
 def main() -> None:
     """Entry point of a worker process: ``python -c '...main()' SOCKET_FD QUEUE_FD
-    PARAMS_FD`` (see ``pool.py``)."""
-    socket_fd, queue_fd, params_fd = (int(arg) for arg in sys.argv[-3:])
+    BELL_FD PARAMS_FD`` (see ``pool.py``)."""
+    socket_fd, queue_fd, bell_fd, params_fd = (int(arg) for arg in sys.argv[-4:])
     connection = Connection(socket_fd)
     try:
         spec = connection.recv()
     except (EOFError, OSError):
         return
-    serve(connection, Claims(queue_fd), params_fd, spec)
+    serve(connection, Claims(queue_fd), Doorbell(bell_fd, connection), params_fd, spec)
