@@ -67,10 +67,11 @@ class RolloutPool:
         self._workers: list[tuple[subprocess.Popen, Connection]] = []
         self._queue = claims.open_queue()
         self._bell = doorbell.open_bell()
-        self._params_fd = shared.open_file()
+        self._batch_fd = shared.open_file()
+        self._sent: tuple[shared.Layout | None, bytes] = (None, b"")
         try:
             for _ in range(self.num_workers):
-                fds = (self._queue[0], self._bell[0], self._params_fd)
+                fds = (self._queue[0], self._bell[0], self._batch_fd)
                 self._workers.append(_start_worker(spec, *fds))
             for index in range(self.num_workers):
                 status, detail = self._receive(index, lambda: "starting", START_TIMEOUT_S)
@@ -124,8 +125,12 @@ class RolloutPool:
         """Queues the batch's episodes, starts every worker on them and gathers what each
         ran; a worker that died is an error once the others have finished."""
         claims.put_episodes(self._queue[1], len(batch.seeds))
-        layout = shared.write(self._params_fd, batch.params)
-        data = pickle.dumps(batch._replace(params=layout), protocol=pickle.HIGHEST_PROTOCOL)
+        # The whole batch goes into the shared file; the message is its layout, the same
+        # bytes from call to call while the shapes stay.
+        layout = shared.write(self._batch_fd, batch)
+        if layout != self._sent[0]:
+            self._sent = layout, pickle.dumps(layout, protocol=pickle.HIGHEST_PROTOCOL)
+        data = self._sent[1]
         for _, connection in self._workers:
             connection.send_bytes(data)
         doorbell.ring(self._bell)
@@ -176,9 +181,9 @@ class RolloutPool:
         fds = (
             *getattr(self, "_queue", ()),
             *getattr(self, "_bell", ()),
-            getattr(self, "_params_fd", None),
+            getattr(self, "_batch_fd", None),
         )
-        self._queue, self._bell, self._params_fd = (), (), None
+        self._queue, self._bell, self._batch_fd = (), (), None
         for fd in fds:
             if fd is not None:
                 os.close(fd)
@@ -201,15 +206,15 @@ class RolloutPool:
 
 
 def _start_worker(
-    spec: WorkerSpec, queue_fd: int, bell_fd: int, params_fd: int
+    spec: WorkerSpec, queue_fd: int, bell_fd: int, batch_fd: int
 ) -> tuple[subprocess.Popen, Connection]:
     """A worker process (a fresh interpreter: no fork of this JAX process, no re-import of
     the caller's main module) connected by a socket pair, told its spec, reading the
-    episode queue ``queue_fd``, woken by ``bell_fd`` and reading the parameters in
-    ``params_fd``."""
+    episode queue ``queue_fd``, woken by ``bell_fd`` and reading each call's batch in
+    ``batch_fd``."""
     parent_socket, child_socket = socket.socketpair()
     command = [sys.executable, "-c", f"from {serve.__module__} import main; main()"]
-    fds = (child_socket.fileno(), queue_fd, bell_fd, params_fd)
+    fds = (child_socket.fileno(), queue_fd, bell_fd, batch_fd)
     process = subprocess.Popen(
         [*command, *(str(fd) for fd in fds)],
         pass_fds=fds,

@@ -4,7 +4,9 @@ Any worker may run any episode of a call (see ``claims``), so every worker needs
 member's parameters. Sent over each worker's socket they would be pickled, copied and held
 once per worker; here they go once into a file that lives in memory (``memfd_create`` on
 Linux, an unlinked temporary file elsewhere), which the workers map read-only: one copy,
-whatever the number of workers, and no copy at all in the workers.
+whatever the number of workers, and no copy at all in the workers. The rest of a call's
+batch (seeds, observation statistics) goes with them, so that the message to each worker is
+only the ``Layout``, the same bytes from call to call.
 """
 
 import mmap
@@ -30,7 +32,7 @@ class Layout(NamedTuple):
 def open_file() -> int:
     """A new, empty file in memory, as a descriptor that child processes inherit."""
     if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("es_toolkit-params", 0)
+        fd = os.memfd_create("es_toolkit-batch", 0)
     else:  # macOS: the page cache of an unlinked file
         with tempfile.TemporaryFile() as file:
             fd = os.dup(file.fileno())

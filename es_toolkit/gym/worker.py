@@ -1,25 +1,26 @@
 """Rollout workers: processes that run whole episodes of NumPy policies in Gymnasium envs.
 
-A worker owns ``ENVS_PER_WORKER`` envs for its whole life. For each call it receives the
-call's ``EpisodeBatch`` (the layout of the members' parameters, which it reads in place
-from the file the parent wrote them to, see ``shared``; the observation statistics to
-normalize with; and one seed per episode) and runs the
-episodes it claims from the queue the workers share (``claims``), one whenever one of its
-envs is free; once the queue is empty and its last episode ended, it sends back their
-indices and per-episode returns, lengths and observation statistics. Whole episodes,
-never steps over the pipe: for envs that step in microseconds, a round trip per step
-would cost more than the step. Inside the worker its envs run side by side, so one NumPy
-forward pass serves all of them; each episode's numbers stay those of its member alone.
+A worker owns ``ENVS_PER_WORKER`` envs for its whole life. For each call it reads the
+call's ``EpisodeBatch`` (the members' parameters, the observation statistics to
+normalize with and one seed per episode) in place from the file the parent wrote it to
+(see ``shared``; the message says where in the file) and runs the episodes it claims
+from the queue the workers share (``claims``), one whenever one of its envs is free;
+once the queue is empty and its last episode ended, it sends back their indices and per-
+episode returns, lengths and observation statistics. Whole episodes, never steps over
+the pipe: for envs that step in microseconds, a round trip per step would cost more than
+the step. Inside the worker its envs run side by side, so one NumPy forward pass serves
+all of them; each episode's numbers stay those of its member alone.
 
 The protocol over a socket wrapped in a ``multiprocessing`` connection: the parent sends a
-``WorkerSpec``, then an ``EpisodeBatch`` per call (and wakes every worker at once, see
-``doorbell``) and finally ``None``; the worker answers
-the spec with ``("ready", pid)`` and each batch with ``("ok", indices, EpisodeResults)``
-or ``("error", message)``. It exits on ``None`` or when the parent's end of the pipe
+``WorkerSpec``, then the layout of an ``EpisodeBatch`` per call (and wakes every worker at
+once, see ``doorbell``) and finally ``None``; the worker answers the spec with
+``("ready", pid)`` and each batch with ``("ok", indices, EpisodeResults)`` or
+``("error", message)``. It exits on ``None`` or when the parent's end of the pipe
 closes (so a parent that dies leaves no worker behind).
 """
 
 import os
+import pickle
 import signal
 import sys
 from collections.abc import Callable
@@ -72,7 +73,7 @@ def serve(
     connection: Connection,
     claims: Callable[[], int | None],
     doorbell: Doorbell,
-    params_fd: int,
+    batch_fd: int,
     spec: WorkerSpec,
 ) -> None:
     """The worker process's main loop (see the module docstring)."""
@@ -99,12 +100,15 @@ def serve(
         check_actions_fast(env)
     later = LockStep([env for env, _ in unwrapped], policy.numpy_apply, unwrapped[0][1])
     try:
+        received = (b"", None)  # the last message and its layout
         while True:
             doorbell.wait()
-            if (batch := connection.recv()) is None:
+            if (data := connection.recv_bytes()) != received[0]:
+                received = data, pickle.loads(data)
+            if (layout := received[1]) is None:
                 break
             try:
-                batch = batch._replace(params=shared.read(params_fd, batch.params))
+                batch = shared.read(batch_fd, layout)
                 connection.send(("ok", *lock_step.run(batch, claims)))
             except Exception as error:
                 connection.send(("error", str(error)))
@@ -118,11 +122,11 @@ def serve(
 
 def main() -> None:
     """Entry point of a worker process: ``python -c '...main()' SOCKET_FD QUEUE_FD
-    BELL_FD PARAMS_FD`` (see ``pool.py``)."""
-    socket_fd, queue_fd, bell_fd, params_fd = (int(arg) for arg in sys.argv[-4:])
+    BELL_FD BATCH_FD`` (see ``pool.py``)."""
+    socket_fd, queue_fd, bell_fd, batch_fd = (int(arg) for arg in sys.argv[-4:])
     connection = Connection(socket_fd)
     try:
         spec = connection.recv()
     except (EOFError, OSError):
         return
-    serve(connection, Claims(queue_fd), Doorbell(bell_fd, connection), params_fd, spec)
+    serve(connection, Claims(queue_fd), Doorbell(bell_fd, connection), batch_fd, spec)
