@@ -5,11 +5,11 @@ call's ``EpisodeBatch`` (the members' parameters, the observation statistics to
 normalize with and one seed per episode) in place from the file the parent wrote it to
 (see ``shared``; the message says where in the file) and runs the episodes it claims
 from the queue the workers share (``claims``), one whenever one of its envs is free;
-once the queue is empty and its last episode ended, it sends back their indices and per-
-episode returns, lengths and observation statistics. Whole episodes, never steps over
-the pipe: for envs that step in microseconds, a round trip per step would cost more than
-the step. Inside the worker its envs run side by side, so one NumPy forward pass serves
-all of them; each episode's numbers stay those of its member alone.
+once the queue is empty and its last episode ended, it sends back their indices and
+per-episode returns, lengths and observation statistics. Whole episodes, never steps
+over the pipe: for envs that step in microseconds, a round trip per step would cost more
+than the step. Inside the worker its envs run side by side, so one NumPy forward pass
+serves all of them; each episode's numbers stay those of its member alone.
 
 The protocol over a socket wrapped in a ``multiprocessing`` connection: the parent sends a
 ``WorkerSpec``, then the layout of an ``EpisodeBatch`` per call (and wakes every worker at
