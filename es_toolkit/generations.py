@@ -125,10 +125,8 @@ def make_gym_block(config: Any, task: Any, pool: gym_lib.RolloutPool):
     record = jax.jit(record_evaluation)
     start, count = parallel.process_share(task.strategy.population_size)
 
-    # One dispatch before the episodes and one after: for envs that step in microseconds
-    # each dispatch is a visible share of a generation.
-    @jax.jit
     def prepare(state):
+        """The generation's key, this process's members and their env seeds."""
         key = jax.random.fold_in(run_key(config), state.generation)
         seeds = gym_lib.seed_table(
             key,
@@ -139,15 +137,22 @@ def make_gym_block(config: Any, task: Any, pool: gym_lib.RolloutPool):
         )
         return key, task.strategy.ask(key, state.strategy_state, start, count), seeds
 
+    # One dispatch per generation, between its episodes and the next generation's: for
+    # envs that step in microseconds each dispatch is a visible share of a generation.
     @jax.jit
-    def tell(state, key, returns, lengths, stats):
+    def tell_and_prepare(state, key, returns, lengths, stats):
         merged = gym_lib.merge_episode_stats(stats)
-        return update(config, task, state, key, rollout.Episodes(returns, lengths, merged))
+        state, metrics = update(
+            config, task, state, key, rollout.Episodes(returns, lengths, merged)
+        )
+        return state, metrics, prepare(state)
+
+    first_prepare = jax.jit(prepare)
 
     def block(state):
         per_generation = []
+        key, population, seeds = first_prepare(state)
         for _ in range(config.eval_every):
-            key, population, seeds = prepare(state)
             episodes = gym_lib.run_population(
                 pool,
                 population,
@@ -156,7 +161,10 @@ def make_gym_block(config: Any, task: Any, pool: gym_lib.RolloutPool):
                 first_member=start,
                 merge_stats=False,
             )
-            state, metrics = tell(state, key, *parallel.gather_processes(episodes))
+            returns, lengths, stats = parallel.gather_processes(episodes)
+            state, metrics, (key, population, seeds) = tell_and_prepare(
+                state, key, returns, lengths, stats
+            )
             per_generation.append(metrics)
         evaluation = gym_lib.evaluate(
             pool,

@@ -5,11 +5,12 @@ LunarLanderContinuous-v3 of
 
 * the **raw loop**: ``env.step(env.action_space.sample())`` in a plain Python loop, reset
   when an episode ends, in one process, and in one process per core at once;
-* **ours**: ``es_toolkit.gym.evaluate_population`` in a ``RolloutPool`` with 1 worker and
+* **ours**: ``es_toolkit.gym.run_population`` in a ``RolloutPool`` with 1 worker and
   with one worker per core, a population of linear policies with random weights (whole
   episodes, NumPy forward pass, observation normalization on, results sent back, each
-  generation's ``ask`` and seeds (one jitted call, as training makes it) and statistics
-  merge in the loop), counting every step of every episode over whole generations.
+  generation's statistics merge and the next one's ``ask`` and seeds in the loop, one
+  jitted call as in training), counting every step of every episode over whole
+  generations.
 
 The two take turns in rounds (processes and pools started once), so that a shared machine
 that slows down or speeds up affects both alike; a cell reports medians over the rounds.
@@ -111,8 +112,9 @@ class RawLoops:
 
 class Ours:
     """``run_population`` of a population of linear policies in a ``RolloutPool`` of
-    ``workers`` workers, with each generation's ``ask`` and seeds (one jitted call) and
-    statistics merge, as training runs them; the pool starts once and is timed in rounds."""
+    ``workers`` workers, with each generation's statistics merge and the next one's ``ask``
+    and seeds in one jitted call, as training runs them; the pool starts once and is timed
+    in rounds."""
 
     def __init__(self, env_id: str, workers: int, population: int):
         env = gym_lib.make_env(env_id)
@@ -121,12 +123,20 @@ class Ours:
         strategy = open_es(population, sigma=0.1)
         self.state = strategy.init(policy.init(jax.random.key(0)))
 
-        @jax.jit
-        def prepare(state, generation):  # as training's Gymnasium block does
+        def prepare(state, generation):
             key = jax.random.fold_in(jax.random.key(1), generation)
             return strategy.ask(key, state), gym_lib.seed_table(key, population, 1)
 
-        self.prepare = prepare
+        # One dispatch per generation, as in training's Gymnasium block: the statistics
+        # merge of a generation with the next one's members and seeds.
+        self.prepare = jax.jit(prepare)
+        self.merge_and_prepare = jax.jit(
+            lambda stats, state, generation: (
+                gym_lib.merge_episode_stats(stats),
+                prepare(state, generation),
+            )
+        )
+        self.next = None
         size = policy_obs_size(policy)
         self.stats = batch_obs_stats(size, np.random.default_rng(0).normal(size=(100, size)))
         spec = gym_lib.WorkerSpec(env_id, "linear", {"zero_init": False})
@@ -137,9 +147,12 @@ class Ours:
     def rate(self, seconds: float) -> float:
         """Env steps per second over whole generations lasting at least ``seconds``."""
         steps, start = 0, time.perf_counter()
+        if self.next is None:
+            self.next = self.prepare(self.state, self.generation)
         while True:
-            members, seeds = self.prepare(self.state, self.generation)
-            runs = gym_lib.run_population(self.pool, members, seeds, self.stats)
+            members, seeds = self.next
+            runs = gym_lib.run_population(self.pool, members, seeds, self.stats, merge_stats=False)
+            _, self.next = self.merge_and_prepare(runs.obs_stats, self.state, self.generation + 1)
             steps += int(runs.lengths.sum())
             self.steps += int(runs.lengths.sum())
             self.episodes += len(runs.lengths)
