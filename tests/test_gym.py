@@ -479,6 +479,41 @@ def test_dead_worker_is_an_error_not_a_hang():
     assert all(process.poll() is not None for process in processes)
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
+def test_workers_exit_when_their_parent_is_killed():
+    """A parent killed between calls (no ``close``) leaves no worker behind: its workers
+    sleep on the doorbell, and its end closing wakes them."""
+    script = (
+        "import os, numpy as np\n"
+        "from es_toolkit.gym import RolloutPool, WorkerSpec\n"
+        "pool = RolloutPool(WorkerSpec('CartPole-v1', 'linear', {}), 2)\n"
+        "pool.run({'w': np.zeros((2, 4, 2), np.float32), 'b': np.zeros((2, 2), np.float32)},"
+        " [0, 1], [1, 2])\n"
+        "print(*(process.pid for process, _ in pool._workers), flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    parent = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert parent.returncode == -9, parent.stderr
+    pids = [int(pid) for pid in parent.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` is still running (an exited child of a dead parent is
+    reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_bad_episode_lists_are_refused_and_the_pool_stays_open(cartpole):
     _, population = cartpole
     with RolloutPool(WorkerSpec("CartPole-v1", "linear", {}), 1) as pool:
