@@ -113,6 +113,16 @@ def test_numpy_normalizer_matches_normalize():
     np.testing.assert_array_equal(numpy_normalizer(empty)(obs), obs.astype(np.float32))
 
 
+@pytest.mark.parametrize("counted", [0, 50])
+def test_shaped_numpy_normalizer_gives_the_same_bits(counted):
+    batch = jax.random.normal(jax.random.key(0), (50, 4)) * jnp.array([1.0, 10.0, 0.1, 0.0]) + 3
+    normalizer = numpy_normalizer(batch_obs_stats(4, batch[:counted]))
+    obs = np.asarray(jax.random.normal(jax.random.key(1), (16, 4))) * 20
+    shaped = normalizer.shaped(obs.shape)
+    assert all(array.shape == obs.shape for array in shaped)
+    np.testing.assert_array_equal(shaped(obs), normalizer(obs))
+
+
 def members(population):
     size = jax.tree.leaves(population)[0].shape[0]
     return [jax.tree.map(lambda leaf, i=i: leaf[i], population) for i in range(size)]

@@ -159,6 +159,8 @@ class LockStep:
             return True
 
         running = [slot for slot in range(len(envs)) if start(slot)]
+        if running:
+            normalize = normalize.shaped(observations.shape)
         while running:
             try:
                 actions = act(params, normalize(observations))

@@ -164,6 +164,13 @@ class NumpyNormalization(NamedTuple):
         # np.clip's Python-level dispatch costs more than the arithmetic at these sizes.
         return np.maximum(np.minimum(standardized, self.high), self.low)
 
+    def shaped(self, shape: tuple[int, ...]) -> "NumpyNormalization":
+        """The same normalization for observations of exactly ``shape`` (a stack of rows),
+        with its arrays broadcast to that shape and copied: a ufunc on operands of one
+        shape skips NumPy's broadcasting machinery, which costs about 0.6 us per call, 3x
+        the arithmetic on a few small rows. The numbers are the same bit for bit."""
+        return NumpyNormalization(*(np.broadcast_to(a, shape).copy() for a in self))
+
 
 def numpy_normalizer(
     stats: ObsStats | None, clip: float | None = 5.0, eps: float = 1e-8
