@@ -217,17 +217,50 @@ def test_observations_are_reduced_in_groups_with_the_same_statistics(cartpole, m
     envs = [gym_lib.make_env("CartPole-v1") for _ in range(4)]
     whole = gym_lib.run_batch(envs, policy.numpy_apply, batch)
     held = []
-    start = gym_lib.episodes._Observations.start
+    finish = gym_lib.episodes._Observations.finish
 
-    def counting_start(self, first):
-        held.append(sum(history is not None for history in self.histories))
-        return start(self, first)
+    def counting_finish(self, *args):
+        finish(self, *args)
+        held.append(len(self.finished))
 
     monkeypatch.setattr(gym_lib.episodes, "REDUCE_EVERY", 3)
-    monkeypatch.setattr(gym_lib.episodes._Observations, "start", counting_start)
+    monkeypatch.setattr(gym_lib.episodes._Observations, "finish", counting_finish)
     grouped = gym_lib.run_batch(envs, policy.numpy_apply, batch)
     jax.tree.map(np.testing.assert_array_equal, grouped, whole)
-    assert max(held) <= 3 + len(envs)
+    assert len(held) == 18
+    assert max(held) == 2  # the third finished one reduces the three
+
+
+def test_statistics_of_episodes_longer_than_a_buffer_match_a_plain_loop():
+    """Pendulum's 200-step episodes outgrow a worker's first observation buffer (64 rows)
+    twice; every observation still counts, each episode's statistics on their own."""
+    envs = [gym_lib.make_env("Pendulum-v1") for _ in range(2)]
+    policy = make_policy("linear", envs[0].observation_space, envs[0].action_space, zero_init=False)
+    params = jax.tree.map(np.asarray, jax.vmap(policy.init)(jax.random.split(jax.random.key(2), 3)))
+    seeds = np.array([11, 12, 13])
+    batch = gym_lib.episodes.EpisodeBatch(params, np.arange(3), np.arange(3), seeds, None)
+    results = gym_lib.run_batch(envs, policy.numpy_apply, batch)
+
+    def oracle(member, seed):
+        env = gymnasium.make("Pendulum-v1")
+        obs, _ = env.reset(seed=int(seed))
+        seen, total, done = [], 0.0, False
+        while not done:
+            seen.append(obs)
+            action = policy.numpy_apply(jax.tree.map(lambda leaf: leaf[member], params), obs)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total, done = total + reward, terminated or truncated
+        return total, np.array(seen, np.float64)
+
+    for member, seed in enumerate(seeds):
+        total, seen = oracle(member, seed)
+        assert results.lengths[member] == results.obs_stats.count[member] == len(seen) == 200
+        assert results.returns[member] == total
+        mean = results.obs_stats.mean[member]
+        np.testing.assert_allclose(mean, seen.mean(0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            results.obs_stats.m2[member], ((seen - mean) ** 2).sum(0), rtol=1e-10
+        )
 
 
 def test_unwrapping_keeps_any_wrapper_that_changes_episodes():

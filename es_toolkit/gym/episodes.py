@@ -44,15 +44,16 @@ class EpisodeResults(NamedTuple):
 
 
 def episode_stats(
-    observations: list[list[np.ndarray]],
+    observations: Sequence[np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Count, mean and sum of squared deviations of each episode's observations, stacked.
+    """Count, mean and sum of squared deviations of each episode's observations (an array
+    of rows per episode), stacked.
 
     The sums run over each episode's rows in order (``np.add.reduceat``), so an episode's
     numbers do not depend on the episodes computed with it.
     """
     counts = np.array([len(episode) for episode in observations])
-    x = np.array([row for episode in observations for row in episode], np.float64)
+    x = np.concatenate(observations, dtype=np.float64)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     means = np.add.reduceat(x, starts, axis=0) / counts[:, None]
     m2s = np.add.reduceat((x - np.repeat(means, counts, axis=0)) ** 2, starts, axis=0)
@@ -60,39 +61,45 @@ def episode_stats(
 
 
 class _Observations:
-    """Each claimed episode's observations while it runs; finished episodes are reduced
-    to their statistics (``episode_stats``) ``REDUCE_EVERY`` at a time."""
+    """The observations of each env's running episode, in a buffer per env that doubles
+    when full: a row write per step, and no array per observation. A finished episode's
+    rows are copied out and reduced to statistics (``episode_stats``) with others,
+    ``REDUCE_EVERY`` episodes at a time."""
 
-    def __init__(self):
-        self.histories: list[list[np.ndarray] | None] = []
-        self.stats: list[tuple | None] = []  # (count, mean, m2) of each reduced episode
-        self.finished: list[int] = []
+    def __init__(self, envs: int, shape: tuple[int, ...]):
+        self.buffers = [np.empty((64, *shape), np.float32) for _ in range(envs)]
+        self.finished: list[np.ndarray] = []  # rows of each finished, unreduced episode
+        self.positions: list[int] = []  # in the order started, of those episodes
+        self.reduced: list[tuple[np.ndarray, ...]] = []  # (positions, count, mean, m2)
 
-    def start(self, first: np.ndarray) -> list[np.ndarray]:
-        """Records a new episode's first observation; returns its history to append to."""
-        history = [first]
-        self.histories.append(history)
-        self.stats.append(None)
-        return history
+    def grow(self, slot: int) -> np.ndarray:
+        """``slot``'s buffer, twice as long, with the rows it had."""
+        buffer = self.buffers[slot]
+        grown = np.empty((2 * len(buffer), *buffer.shape[1:]), np.float32)
+        grown[: len(buffer)] = buffer
+        self.buffers[slot] = grown
+        return grown
 
-    def finish(self, position: int) -> None:
-        self.finished.append(position)
+    def finish(self, slot: int, length: int, position: int) -> None:
+        """The episode in ``slot`` ended with ``length`` rows; it was started ``position``th."""
+        self.finished.append(self.buffers[slot][:length].copy())
+        self.positions.append(position)
         if len(self.finished) >= REDUCE_EVERY:
             self.reduce()
 
     def reduce(self) -> None:
         if self.finished:
-            reduced = episode_stats([self.histories[p] for p in self.finished])
-            for k, p in enumerate(self.finished):
-                self.stats[p], self.histories[p] = tuple(field[k] for field in reduced), None
-            self.finished = []
+            self.reduced.append((np.array(self.positions), *episode_stats(self.finished)))
+            self.finished, self.positions = [], []
 
     def results(self) -> ObsStats:
-        """Every episode's statistics, stacked in the order started."""
+        """Every finished episode's statistics, stacked in the order started."""
         self.reduce()
-        if not self.stats:
+        if not self.reduced:
             return ObsStats(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)))
-        return ObsStats(*(np.stack(field) for field in zip(*self.stats, strict=True)))
+        positions, *stats = (np.concatenate(field) for field in zip(*self.reduced, strict=True))
+        order = np.argsort(positions)
+        return ObsStats(*(field[order] for field in stats))
 
 
 class LockStep:
@@ -125,17 +132,17 @@ class LockStep:
         normalize = numpy_normalizer(batch.obs_stats)
         claimed: list[int] = []
         returns: list[float] = []
-        observed = _Observations()
         position = [0] * len(envs)  # of each env's episode in ``claimed``
-        histories: list[list[np.ndarray]] = [[] for _ in envs]  # of each env's episode
+        counts = [0] * len(envs)  # observations of each env's episode so far
         totals = [0.0] * len(envs)
         observations = None  # of the running episodes, as float32: the policy's input
         rows: list[np.ndarray] = []  # each env's row of ``observations``
+        observed: _Observations | None = None
         exhausted = False
 
         def start(slot: int) -> bool:
             """Starts the next claimed episode in ``slot``; False if none is left."""
-            nonlocal observations, rows, exhausted
+            nonlocal observations, rows, observed, exhausted
             index = None if exhausted else claim()
             if index is None:
                 exhausted = True
@@ -153,14 +160,17 @@ class LockStep:
             if observations is None:
                 observations = np.zeros((len(envs), *np.shape(obs)), np.float32)
                 rows = list(observations)
+                observed = _Observations(len(envs), observations.shape[1:])
             rows[slot][...] = obs
+            observed.buffers[slot][0] = rows[slot]
+            counts[slot] = 1
             totals[slot] = 0.0
-            histories[slot] = observed.start(rows[slot].copy())
             return True
 
         running = [slot for slot in range(len(envs)) if start(slot)]
         if running:
             normalize = normalize.shaped(observations.shape)
+            buffers = observed.buffers
         while running:
             try:
                 actions = act(params, normalize(observations))
@@ -173,19 +183,26 @@ class LockStep:
                 except Exception as error:
                     raise _error(error, batch, claimed[position[slot]]) from error
                 totals[slot] += reward
-                history = histories[slot]
-                if terminated or truncated or len(history) == limit:
+                count = counts[slot]
+                if terminated or truncated or count == limit:
                     returns[position[slot]] = totals[slot]
-                    observed.finish(position[slot])
+                    observed.finish(slot, count, position[slot])
                     if start(slot):
                         still.append(slot)
                     continue
                 row = rows[slot]
                 row[...] = obs
-                history.append(row.copy())
+                buffer = buffers[slot]
+                if count == len(buffer):
+                    buffer = observed.grow(slot)
+                buffer[count] = row
+                counts[slot] = count + 1
                 still.append(slot)
             running = still
-        stats = observed.results()
+        if observed is None:
+            stats = ObsStats(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)))
+        else:
+            stats = observed.results()
         results = EpisodeResults(np.array(returns, np.float64), stats.count.astype(np.int64), stats)
         return np.array(claimed, np.int64), results
 
