@@ -98,6 +98,30 @@ def test_numpy_forward_pass_of_a_stack_equals_each_member_alone(kind, options, a
     np.testing.assert_array_equal(together, np.stack(alone))  # bit for bit
 
 
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [([-2.0, 0.0, -1.0], [3.0, 1.0, 1.0]), ([-2.0, -np.inf, 0.5], [3.0, np.inf, 4.0])],
+)
+def test_numpy_box_head_is_the_float32_squashing_bit_for_bit(low, high):
+    """The NumPy head (bounds shaped like the actions, ``np.clip`` as two ufuncs) gives the
+    documented formula's float32 numbers, for one output and for stacks."""
+    space = SimpleNamespace(low=np.array(low), high=np.array(high), shape=(3,))
+    head = make_policy("linear", box(-1, 1, (2,)), space).numpy_apply
+    bounded = np.isfinite(space.low)
+    low32 = np.where(bounded, space.low, -1).astype(np.float32)
+    high32 = np.where(bounded, space.high, 1).astype(np.float32)
+    for shape in ((3,), (7, 3), (16, 3), (7, 3)):
+        y = np.asarray(jax.random.normal(jax.random.key(len(shape)), shape)) * 10
+        expected = np.clip(
+            low32 + (np.tanh(y) + np.float32(1)) / np.float32(2) * (high32 - low32), low32, high32
+        )
+        expected = np.where(bounded, expected, y)
+        params = {"w": np.zeros((*shape[:-1], 2, 3), np.float32), "b": y}
+        got = head(params, np.zeros((*shape[:-1], 2), np.float32))
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_custom_activation_has_no_numpy_forward_pass():
     policy = make_policy("mlp", box(-1, 1, (3,)), SimpleNamespace(n=2), activation=jnp.sin)
     assert policy.numpy_apply is None
