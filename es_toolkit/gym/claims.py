@@ -9,6 +9,7 @@ episode without a message to the parent. The read end is non-blocking: an empty 
 means the call's episodes are all taken.
 """
 
+import functools
 import math
 import os
 import struct
@@ -32,13 +33,20 @@ def open_queue() -> tuple[int, int]:
 
 def put_episodes(write_fd: int, episodes: int) -> None:
     """Queues episodes ``0 .. episodes - 1``, one per token up to ``MAX_TOKENS`` of them."""
+    tokens = _tokens(episodes)
+    if os.write(write_fd, tokens) != len(tokens):  # a pipe writes all or blocks
+        raise OSError("the episode queue took part of a write.")
+
+
+@functools.lru_cache(maxsize=8)
+def _tokens(episodes: int) -> bytes:
+    """The queue's bytes for ``episodes`` episodes: the same for every call of a run, built
+    once (packing 64 tokens costs more than the write)."""
     per_token = max(1, math.ceil(episodes / MAX_TOKENS))
-    tokens = b"".join(
+    return b"".join(
         _TOKEN.pack(start, min(start + per_token, episodes))
         for start in range(0, episodes, per_token)
     )
-    if os.write(write_fd, tokens) != len(tokens):  # a pipe writes all or blocks
-        raise OSError("the episode queue took part of a write.")
 
 
 class Claims:
