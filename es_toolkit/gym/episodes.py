@@ -93,10 +93,9 @@ class _Observations:
             self.finished, self.positions = [], []
 
     def results(self) -> ObsStats:
-        """Every finished episode's statistics, stacked in the order started."""
+        """Every finished episode's statistics, stacked in the order started (at least
+        one episode finished: the buffers exist once one started)."""
         self.reduce()
-        if not self.reduced:
-            return ObsStats(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)))
         positions, *stats = (np.concatenate(field) for field in zip(*self.reduced, strict=True))
         order = np.argsort(positions)
         return ObsStats(*(field[order] for field in stats))
@@ -199,7 +198,7 @@ class LockStep:
                 counts[slot] = count + 1
                 still.append(slot)
             running = still
-        if observed is None:
+        if observed is None:  # no episode claimed
             stats = ObsStats(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)))
         else:
             stats = observed.results()
