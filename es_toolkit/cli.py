@@ -35,8 +35,6 @@ from es_toolkit.train import (
 )
 
 LOG_NAME = "metrics.jsonl"
-# Strategies with a fixed sigma call it ``sigma``; adaptive ones start from ``sigma_init``.
-SIGMA_ARGUMENT = {"open_es": "sigma", "ars": "sigma", "pgpe": "sigma_init", "snes": "sigma_init"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -313,8 +311,7 @@ def start_processes(args: argparse.Namespace) -> None:
 
 def make_strategy(name: str, population_size: int, sigma: float):
     """A strategy by name with the given population and (initial) sigma."""
-    factory = strategies_lib.get_strategy(name)
-    return factory(population_size, **{SIGMA_ARGUMENT.get(name, "sigma"): sigma})
+    return strategies_lib.get_strategy(name)(population_size, sigma=sigma)
 
 
 def claim_output_folder(out: Path, overwrite: bool) -> Path:

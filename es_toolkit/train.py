@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from es_toolkit import generations, parallel, rollout
 from es_toolkit import gym as gym_lib
@@ -257,21 +256,10 @@ def build(config: TrainConfig) -> Task:
 
 def build_strategy(config: TrainConfig) -> strategies_lib.EvolutionStrategy:
     """The named strategy with the config's sigma and learning rate where given."""
-    name, n, sigma, lr = config.strategy, config.population_size, config.sigma, config.learning_rate
-    options: dict[str, Any] = {}
-    if name == "open_es":
-        options = {"optimizer": optax.adam(0.01 if lr is None else lr)}
-        options.update({} if sigma is None else {"sigma": sigma})
-    elif name == "pgpe":
-        options.update({} if sigma is None else {"sigma_init": sigma})
-        options.update({} if lr is None else {"center_learning_rate": lr})
-    elif name == "snes":
-        options.update({} if sigma is None else {"sigma_init": sigma})
-        options.update({} if lr is None else {"learning_rate_mean": lr})
-    elif name == "ars":
-        options.update({} if sigma is None else {"sigma": sigma})
-        options.update({} if lr is None else {"learning_rate": lr})
-    return strategies_lib.get_strategy(name)(n, **{**options, **config.strategy_options})
+    options = {"sigma": config.sigma, "learning_rate": config.learning_rate}
+    options = {name: value for name, value in options.items() if value is not None}
+    factory = strategies_lib.get_strategy(config.strategy)
+    return factory(config.population_size, **{**options, **config.strategy_options})
 
 
 def init_state(config: TrainConfig, task: Task) -> TrainState:

@@ -70,8 +70,8 @@ X0_KEY = 1234  # x0 = objective.init(jax.random.key(X0_KEY), d): uniform in its 
 # Hyperparameters, identical on both sides, per (strategy, objective, d): the best median
 # final value on evosax over a small grid (3 to 9 candidates; seeds 100..102 at d = 100 with
 # 1,000 generations, 100..101 at d = 10,000 with 100), seeds disjoint from the benchmark's.
-#   open_es: sigma, Adam learning rate          pgpe: sigma_init, ClipUp learning rate
-#   snes: sigma_init (other rates: defaults)    ars: sigma, SGD learning rate
+#   open_es: sigma, Adam learning rate          pgpe: sigma, ClipUp learning rate
+#   snes: sigma (other rates: defaults)    ars: sigma, SGD learning rate
 HYPERPARAMETERS = {
     ("open_es", "sphere", 100): {"sigma": 0.3, "lr": 0.01},
     ("open_es", "rosenbrock", 100): {"sigma": 0.03, "lr": 0.05},
@@ -175,8 +175,8 @@ def build_pair(strategy, population_size, x0, hp, chunk_size=None):
         # same recursion by 1/lr and multiplies back, the same steps (up to its eps=1e-8).
         ours = strategies.pgpe(
             n,
-            sigma_init=hp["sigma"],
-            center_learning_rate=hp["lr"],
+            sigma=hp["sigma"],
+            learning_rate=hp["lr"],
             sigma_learning_rate=PGPE_SIGMA_LR,
             max_sigma_change=PGPE_MAX_SIGMA_CHANGE,
             fitness_shaping="centered_ranks",
@@ -198,8 +198,8 @@ def build_pair(strategy, population_size, x0, hp, chunk_size=None):
         # Both: NES rank utilities, mean step 1, sigma rate (3 + log d) / (5 sqrt d).
         ours = strategies.snes(
             n,
-            sigma_init=hp["sigma"],
-            learning_rate_mean=1.0,
+            sigma=hp["sigma"],
+            learning_rate=1.0,
             fitness_shaping="nes_utilities",
             chunk_size=chunk_size,
         )
@@ -807,13 +807,13 @@ def describe_hyperparameters(strategy, hp):
         return f"sigma {hp['sigma']}, `optax.adam({hp['lr']})`, centered ranks, antithetic"
     if strategy == "pgpe":
         return (
-            f"sigma_init {hp['sigma']}, ClipUp lr {hp['lr']} (max speed {2 * hp['lr']:g}, "
+            f"sigma {hp['sigma']}, ClipUp lr {hp['lr']} (max speed {2 * hp['lr']:g}, "
             f"momentum {CLIPUP_MOMENTUM}), sigma lr {PGPE_SIGMA_LR}, max sigma change "
             f"{PGPE_MAX_SIGMA_CHANGE}, centered ranks, antithetic"
         )
     if strategy == "snes":
         return (
-            f"sigma_init {hp['sigma']}, mean lr 1, sigma lr (3 + ln d) / (5 sqrt d), "
+            f"sigma {hp['sigma']}, mean lr 1, sigma lr (3 + ln d) / (5 sqrt d), "
             "NES rank utilities, no antithetic"
         )
     return f"sigma {hp['sigma']}, SGD lr {hp['lr']}, top half of the directions, raw returns"

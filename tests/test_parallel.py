@@ -92,8 +92,8 @@ def test_perturbed_fun_with_the_mesh_option_matches():
 
 STRATEGIES = {
     "open_es": lambda: open_es(32, sigma=0.3),
-    "pgpe": lambda: pgpe(32, sigma_init=0.3),
-    "snes": lambda: snes(32, sigma_init=0.3),
+    "pgpe": lambda: pgpe(32, sigma=0.3),
+    "snes": lambda: snes(32, sigma=0.3),
     "ars": lambda: ars(32, sigma=0.3, top_directions=8),
 }
 
@@ -116,7 +116,7 @@ def test_only_fitness_and_d_sized_sums_cross_devices():
     """The compiled sharded program has no collective on a population-by-parameters array:
     its all-gathers carry the fitness (population,) and its all-reduces d-sized sums."""
     population, d = 64, 300
-    strategy = pgpe(population, sigma_init=0.1)
+    strategy = pgpe(population, sigma=0.1)
     state = strategy.init(jnp.zeros(d))
     from es_toolkit.strategies import base
 
@@ -191,7 +191,7 @@ MULTIPROCESS_RUN = textwrap.dedent(
     from es_toolkit import minimize
     from es_toolkit.strategies import pgpe
     result = minimize(lambda x: jnp.sum(jnp.abs(x - 1.0)), jnp.zeros(10),
-                      strategy=pgpe(16, sigma_init=0.5), num_generations=15,
+                      strategy=pgpe(16, sigma=0.5), num_generations=15,
                       progress=False, mesh=jax.device_count())
     print("best", repr(result.best_value))
     """
@@ -234,7 +234,7 @@ def test_two_processes_give_the_single_process_result():
     expected = minimize(
         lambda x: jnp.sum(jnp.abs(x - 1.0)),
         jnp.zeros(10),
-        strategy=pgpe(16, sigma_init=0.5),
+        strategy=pgpe(16, sigma=0.5),
         num_generations=15,
         progress=False,
     )

@@ -66,17 +66,17 @@ def test_registry_builds_every_strategy_by_name_with_defaults():
     ("factory", "kwargs", "error", "match"),
     [
         (open_es, {"population_size": 9}, ValueError, "population_size must be even"),
-        (pgpe, {"population_size": 10, "sigma_init": -1.0}, ValueError, "sigma_init"),
+        (pgpe, {"population_size": 10, "sigma": -1.0}, ValueError, "sigma"),
         (pgpe, {"population_size": 10, "max_sigma_change": 1.0}, ValueError, "max_sigma_change"),
         (
             pgpe,
-            {"population_size": 10, "center_learning_rate": 0.1, "optimizer": optax.sgd(0.1)},
+            {"population_size": 10, "learning_rate": 0.1, "optimizer": optax.sgd(0.1)},
             ValueError,
-            "either center_learning_rate",
+            "either learning_rate",
         ),
         (pgpe, {"population_size": 10, "chunk_size": 3}, ValueError, "chunk_size must be even"),
         (snes, {"population_size": 1}, ValueError, "population_size must be an int >= 2"),
-        (snes, {"population_size": 10, "learning_rate_sigma": 0.0}, ValueError, "learning_rate_s"),
+        (snes, {"population_size": 10, "sigma_learning_rate": 0.0}, ValueError, "sigma_learning_r"),
         (snes, {"population_size": 10, "fitness_shaping": "best"}, ValueError, "fitness_shaping"),
         (ars, {"population_size": 11}, ValueError, "population_size must be even"),
         (ars, {"population_size": 10, "top_directions": 6}, ValueError, "at most .* = 5"),
@@ -244,7 +244,7 @@ def test_evaluate_and_tell_works_for_a_strategy_without_sampling():
 SPHERE = {
     "open_es": {"sigma": 0.1, "optimizer": optax.adam(0.05)},
     # ClipUp's steps have a fixed length, so a decaying step size lets it settle.
-    "pgpe": {"sigma_init": 0.3, "center_learning_rate": optax.linear_schedule(0.1, 0.005, 200)},
+    "pgpe": {"sigma": 0.3, "learning_rate": optax.linear_schedule(0.1, 0.005, 200)},
     "snes": {},
     "ars": {"sigma": 0.1, "learning_rate": 0.1},
 }
@@ -300,7 +300,12 @@ def test_open_es_with_raw_fitness_is_grad_of_perturbed_fun(antithetic):
         return -jnp.sum(jnp.abs(p["w"])) - jnp.sum(p["layer"]["b"] ** 2)
 
     es = open_es(
-        40, 0.1, optax.sgd(1.0), fitness_shaping="raw", antithetic=antithetic, chunk_size=8
+        40,
+        0.1,
+        optimizer=optax.sgd(1.0),
+        fitness_shaping="raw",
+        antithetic=antithetic,
+        chunk_size=8,
     )
     perturbed = make_perturbed_fun(f, 40, 0.1, Normal(), antithetic=antithetic)
 

@@ -32,8 +32,9 @@ class OpenESState(NamedTuple):
 def open_es(
     population_size: int,
     sigma: base.Schedule = 0.02,
-    optimizer: optax.GradientTransformation | None = None,
+    learning_rate: optax.ScalarOrSchedule | None = None,
     *,
+    optimizer: optax.GradientTransformation | None = None,
     fitness_shaping: Any = "centered_ranks",
     weight_decay: float = 0.0,
     antithetic: bool = True,
@@ -44,8 +45,10 @@ def open_es(
     Args:
         population_size: members per generation (even with ``antithetic``).
         sigma: perturbation scale, a constant or a schedule of the generation count.
-        optimizer: an optax optimizer applied to the (negated) search gradient;
-            ``optax.adam(0.01)`` by default.
+        learning_rate: Adam's step size for the mean (``0.01`` by default); give either
+            this or ``optimizer``.
+        optimizer: any optax optimizer applied to the (negated) search gradient, replacing
+            Adam.
         fitness_shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"raw"`` or a
             function from fitness to weights.
         weight_decay: L2 coefficient pulling the mean toward 0 (as in Salimans et al.).
@@ -59,7 +62,10 @@ def open_es(
     check_int("population_size", population_size, minimum=2)
     sampling = base.perturbation_sampling(population_size, antithetic, chunk_size)
     sigma_at = base.check_schedule("sigma", sigma)
-    optimizer = optax.adam(0.01) if optimizer is None else optimizer
+    if optimizer is not None and learning_rate is not None:
+        raise ValueError("give either learning_rate (for the default Adam) or optimizer, not both.")
+    if optimizer is None:
+        optimizer = optax.adam(0.01 if learning_rate is None else learning_rate)
     shape = shaping_lib.get(fitness_shaping)
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}.")

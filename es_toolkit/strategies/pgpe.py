@@ -56,8 +56,8 @@ class PGPEState(NamedTuple):
 
 def pgpe(
     population_size: int,
-    sigma_init: float = 0.1,
-    center_learning_rate: optax.ScalarOrSchedule | None = None,
+    sigma: float = 0.1,
+    learning_rate: optax.ScalarOrSchedule | None = None,
     sigma_learning_rate: float = 0.1,
     *,
     optimizer: optax.GradientTransformation | None = None,
@@ -70,8 +70,8 @@ def pgpe(
 
     Args:
         population_size: members per generation (even with ``antithetic``).
-        sigma_init: initial standard deviation of every parameter.
-        center_learning_rate: ClipUp's step size for the center (``0.15`` by default, with
+        sigma: initial standard deviation of every parameter.
+        learning_rate: ClipUp's step size for the center (``0.15`` by default, with
             ``max_speed = 0.3``); give either this or ``optimizer``.
         sigma_learning_rate: :math:`\\eta_\\sigma`, the step on the sigma gradient.
         optimizer: any optax optimizer for the center, replacing ClipUp.
@@ -86,23 +86,23 @@ def pgpe(
     """
     check_int("population_size", population_size, minimum=2)
     sampling = base.perturbation_sampling(population_size, antithetic, chunk_size)
-    check_positive_scalar("sigma_init", sigma_init)
+    check_positive_scalar("sigma", sigma)
     check_positive_scalar("sigma_learning_rate", sigma_learning_rate)
     check_positive_scalar("max_sigma_change", max_sigma_change)
     if not max_sigma_change < 1:
         raise ValueError(f"max_sigma_change must be in (0, 1), got {max_sigma_change}.")
-    if optimizer is not None and center_learning_rate is not None:
+    if optimizer is not None and learning_rate is not None:
         raise ValueError(
-            "give either center_learning_rate (for the default ClipUp) or optimizer, not both."
+            "give either learning_rate (for the default ClipUp) or optimizer, not both."
         )
     if optimizer is None:
-        optimizer = clipup(0.15 if center_learning_rate is None else center_learning_rate)
+        optimizer = clipup(0.15 if learning_rate is None else learning_rate)
     shape = shaping_lib.get(fitness_shaping)
 
     def init(params: PyTree) -> PGPEState:
         params = base.check_params(params)
-        sigma = jax.tree.map(lambda p: jnp.full_like(p, sigma_init), params)
-        return PGPEState(params, sigma, optimizer.init(params), jnp.zeros((), jnp.int32))
+        scales = jax.tree.map(lambda p: jnp.full_like(p, sigma), params)
+        return PGPEState(params, scales, optimizer.init(params), jnp.zeros((), jnp.int32))
 
     def scale(state: PGPEState) -> PyTree:
         return state.sigma
@@ -122,12 +122,12 @@ def pgpe(
             bound = max_sigma_change * s
             return jnp.clip(s + sigma_learning_rate * g, s - bound, s + bound).astype(s.dtype)
 
-        sigma = jax.tree.map(new_sigma, state.sigma, grad_sigma)
+        scales = jax.tree.map(new_sigma, state.sigma, grad_sigma)
         metrics = {
             **base.fitness_metrics(fitness),
             "grad_norm": optax.tree.norm(grad_mean),
             **base.sigma_metrics(state.sigma),
         }
-        return PGPEState(mean, sigma, opt_state, state.generation + 1), metrics
+        return PGPEState(mean, scales, opt_state, state.generation + 1), metrics
 
     return base.make_strategy(init, tell, sampling, scale)

@@ -44,17 +44,17 @@ class SNESState(NamedTuple):
     generation: jax.Array  # int32 scalar: tells so far
 
 
-def default_learning_rate_sigma(num_params: int) -> float:
+def default_sigma_learning_rate(num_params: int) -> float:
     """Schaul et al.'s :math:`(3 + \\log d) / (5 \\sqrt d)` for ``d`` parameters."""
     return (3 + math.log(num_params)) / (5 * math.sqrt(num_params))
 
 
 def snes(
     population_size: int,
-    sigma_init: float = 1.0,
+    sigma: float = 1.0,
+    learning_rate: float = 1.0,
     *,
-    learning_rate_mean: float = 1.0,
-    learning_rate_sigma: float | None = None,
+    sigma_learning_rate: float | None = None,
     fitness_shaping: Any = "nes_utilities",
     antithetic: bool = False,
     chunk_size: int | None = None,
@@ -64,10 +64,10 @@ def snes(
     Args:
         population_size: members per generation (even with ``antithetic``); Schaul et al.
             suggest ``4 + floor(3 log d)``.
-        sigma_init: initial standard deviation of every parameter.
-        learning_rate_mean: :math:`\\eta_\\mu`.
-        learning_rate_sigma: :math:`\\eta_\\sigma`; by default
-            :func:`default_learning_rate_sigma` of the number of parameters.
+        sigma: initial standard deviation of every parameter.
+        learning_rate: :math:`\\eta_\\mu`, the mean's step.
+        sigma_learning_rate: :math:`\\eta_\\sigma`; by default
+            :func:`default_sigma_learning_rate` of the number of parameters.
         fitness_shaping: ``"nes_utilities"`` (default), ``"centered_ranks"``,
             ``"z_score"``, ``"raw"`` or a function from fitness to weights.
         antithetic: mirrored pairs of perturbations.
@@ -78,16 +78,16 @@ def snes(
     """
     check_int("population_size", population_size, minimum=2)
     sampling = base.perturbation_sampling(population_size, antithetic, chunk_size)
-    check_positive_scalar("sigma_init", sigma_init)
-    check_positive_scalar("learning_rate_mean", learning_rate_mean)
-    if learning_rate_sigma is not None:
-        check_positive_scalar("learning_rate_sigma", learning_rate_sigma)
+    check_positive_scalar("sigma", sigma)
+    check_positive_scalar("learning_rate", learning_rate)
+    if sigma_learning_rate is not None:
+        check_positive_scalar("sigma_learning_rate", sigma_learning_rate)
     shape = shaping_lib.get(fitness_shaping)
 
     def init(params: PyTree) -> SNESState:
         params = base.check_params(params)
-        sigma = jax.tree.map(lambda p: jnp.full_like(p, sigma_init), params)
-        return SNESState(params, sigma, jnp.zeros((), jnp.int32))
+        scales = jax.tree.map(lambda p: jnp.full_like(p, sigma), params)
+        return SNESState(params, scales, jnp.zeros((), jnp.int32))
 
     def scale(state: SNESState) -> PyTree:
         return state.sigma
@@ -95,17 +95,17 @@ def snes(
     def tell(key: PRNGKey, state: SNESState, fitness: jax.Array, directions: PyTree = None):
         fitness = base.check_fitness(fitness, population_size)
         utilities = shape(fitness)
-        eta_sigma = learning_rate_sigma
+        eta_sigma = sigma_learning_rate
         if eta_sigma is None:
-            eta_sigma = default_learning_rate_sigma(sampling_lib.flat_size(state.mean))
+            eta_sigma = default_sigma_learning_rate(sampling_lib.flat_size(state.mean))
         grad_z, grad_log = sampling_lib.weighted_sums(
             sampling, key, state.mean, utilities, utilities, directions=directions
         )
         grad_mean = jax.tree.map(lambda s, g: s * g, state.sigma, grad_z)
         mean = jax.tree.map(
-            lambda m, g: (m + learning_rate_mean * g).astype(m.dtype), state.mean, grad_mean
+            lambda m, g: (m + learning_rate * g).astype(m.dtype), state.mean, grad_mean
         )
-        sigma = jax.tree.map(
+        new_sigma = jax.tree.map(
             lambda s, g: (s * jnp.exp(0.5 * eta_sigma * g)).astype(s.dtype), state.sigma, grad_log
         )
         metrics = {
@@ -113,6 +113,6 @@ def snes(
             "grad_norm": optax.tree.norm(grad_mean),
             **base.sigma_metrics(state.sigma),
         }
-        return SNESState(mean, sigma, state.generation + 1), metrics
+        return SNESState(mean, new_sigma, state.generation + 1), metrics
 
     return base.make_strategy(init, tell, sampling, scale)
