@@ -1,15 +1,13 @@
-"""The ``es-toolkit`` command.
-
-``es-toolkit optimize``: minimize a black-box test objective with an evolution strategy,
-showing progress, printing the final value, and writing a JSONL log, a PNG of the curve and
-a ``result.json`` into the output folder.
+"""The ``es-toolkit`` command: ``optimize`` a test objective, ``train`` a policy,
+``evaluate`` a trained one. It parses arguments and calls the library; every error is one
+line naming the flag, the path or the missing extra.
 """
 
 import argparse
+import contextlib
 import dataclasses
-import json
+import re
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,24 +15,35 @@ from typing import Any
 import jax
 import numpy as np
 
-from es_toolkit import generations, objectives, parallel
+from es_toolkit import objectives, parallel
 from es_toolkit import strategies as strategies_lib
 from es_toolkit.checkpoint import CheckpointError
 from es_toolkit.gym import RolloutError
 from es_toolkit.gym.record import record_episode
-from es_toolkit.optimize import minimize
-from es_toolkit.report import JsonlLog, metrics_rows, plot_curves
-from es_toolkit.train import (
+from es_toolkit.optimize_run import OptimizeConfig, run_optimization
+from es_toolkit.run_folder import RunFolderError
+from es_toolkit.training import (
     BACKENDS,
+    ConfigError,
     TrainConfig,
-    build,
     evaluate_policy,
     load_run,
-    task_defaults,
+    open_backend,
+    read_run,
     train,
 )
+from es_toolkit.training.state import policy_stats
 
-LOG_NAME = "metrics.jsonl"
+DEFAULT_ENV = "CartPole-v1"
+ERRORS = (
+    ValueError,
+    TypeError,
+    ImportError,
+    OSError,
+    CheckpointError,
+    RolloutError,
+    RunFolderError,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,15 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (
-        ValueError,
-        TypeError,
-        ImportError,
-        FileExistsError,
-        CheckpointError,
-        RolloutError,
-    ) as error:
-        parser.exit(2, f"es-toolkit {args.command}: error: {error}\n")
+    except ERRORS as error:
+        message = str(error) or type(error).__name__
+        if isinstance(error, ConfigError):
+            message = _flag_names(message, args.flags)
+        parser.exit(2, f"es-toolkit {args.command}: error: {message}\n")
     except KeyboardInterrupt as interrupt:
         parser.exit(130, f"es-toolkit {args.command}: {interrupt or 'interrupted'}\n")
 
@@ -58,127 +63,83 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="es-toolkit", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    add_optimize_command(commands)
-    add_train_command(commands)
-    add_evaluate_command(commands)
+    for add in (add_optimize_command, add_train_command, add_evaluate_command):
+        command = add(commands)
+        command.set_defaults(flags=_config_flags(command))
     return parser
 
 
-def add_optimize_command(commands: Any) -> None:
+def add_optimize_command(commands: Any) -> argparse.ArgumentParser:
     cmd = commands.add_parser(
         "optimize",
         help="minimize a black-box test objective",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    cmd.add_argument("--objective", default="rastrigin", choices=sorted(objectives.OBJECTIVES))
-    cmd.add_argument("--dim", type=int, default=10, help="number of parameters d")
-    cmd.add_argument("--strategy", default="open_es", choices=sorted(strategies_lib.STRATEGIES))
-    cmd.add_argument("--population", type=int, default=64, help="population size")
-    cmd.add_argument("--generations", type=int, default=1000, help="generation budget")
-    cmd.add_argument("--seed", type=int, default=0)
+    defaults = OptimizeConfig()
     cmd.add_argument(
-        "--sigma",
-        type=float,
-        default=None,
-        help="initial perturbation scale (default: 5%% of the objective's domain width)",
+        "--objective", default=defaults.objective, choices=sorted(objectives.OBJECTIVES)
     )
-    cmd.add_argument("--chunk-size", type=int, default=None, help="members evaluated at once")
-    cmd.add_argument("--target", type=float, default=None, help="stop at this value")
-    cmd.add_argument("--out", type=Path, default=None, help="output folder")
+    cmd.add_argument("--dim", type=int, default=defaults.dim, help="number of parameters d")
+    cmd.add_argument(
+        "--strategy", default=defaults.strategy, choices=sorted(strategies_lib.STRATEGIES)
+    )
+    cmd.add_argument(
+        "--population", type=int, default=defaults.population_size, dest="population_size"
+    )
+    cmd.add_argument(
+        "--generations",
+        type=int,
+        default=defaults.num_generations,
+        dest="num_generations",
+        help="generation budget",
+    )
+    cmd.add_argument("--seed", type=int, default=defaults.seed)
+    cmd.add_argument(
+        "--sigma", type=float, help="initial perturbation scale (default: 5%% of the domain width)"
+    )
+    cmd.add_argument("--chunk-size", type=int, help="members evaluated at once")
+    cmd.add_argument("--target", type=float, help="stop at this value")
+    cmd.add_argument("--out", type=Path, help="output folder")
     cmd.add_argument("--overwrite", action="store_true", help="replace a previous run's files")
     cmd.add_argument("--quiet", action="store_true", help="no progress line")
     add_parallel_arguments(cmd)
     cmd.set_defaults(run=run_optimize)
+    return cmd
 
 
 def run_optimize(args: argparse.Namespace) -> int:
     start_processes(args)
-    main_process = parallel.is_main_process()
-    objective = objectives.get(args.objective)
-    low, high = objective.bounds
-    sigma = args.sigma if args.sigma is not None else 0.05 * (high - low)
-    strategy = make_strategy(args.strategy, args.population, sigma)
-    out = args.out or Path("runs") / (
-        f"optimize-{args.objective}-d{args.dim}-{args.strategy}-seed{args.seed}"
-    )
-    log = JsonlLog(claim_output_folder(out, args.overwrite) / LOG_NAME) if main_process else None
-    key = jax.random.key(args.seed)
-    x0 = objective.init(jax.random.fold_in(key, 0), args.dim)
-    start = time.perf_counter()
-    written = 0
-
-    def record(info: dict[str, Any]) -> None:
-        nonlocal written
-        rows = metrics_rows(info["metrics"], written)
-        wall = time.perf_counter() - start
-        if log is not None:
-            log.write([{**row, "wall_time": wall} for row in rows])
-        written += len(rows)
-
-    result = minimize(
-        objective.fn,
-        x0,
-        strategy=strategy,
-        num_generations=args.generations,
-        key=jax.random.fold_in(key, 1),
-        chunk_size=args.chunk_size,
-        target=args.target,
-        callback=record,
-        progress=not args.quiet and main_process,
-        mesh=args.devices or (jax.device_count() if jax.process_count() > 1 else None),
-    )
-    wall = time.perf_counter() - start
-    optimal = objective.optimal_value(args.dim)
-    if not main_process:
-        return 0
-    curve = plot_curves(
-        out / "curve.png",
-        np.arange(1, result.num_generations + 1),
-        {
-            "best value": result.metrics["best_value"],
-            "value at the mean": result.metrics["mean_value"],
-        },
-        title=f"{args.strategy} on {args.objective}, d = {args.dim}",
-        xlabel="generation",
-        ylabel="objective (lower is better)",
-        log_y=True,
-    )
-    summary = {
-        "objective": args.objective,
-        "dim": args.dim,
-        "strategy": args.strategy,
-        "population": args.population,
-        "sigma": sigma,
-        "seed": args.seed,
-        "generations": result.num_generations,
-        "best_value": result.best_value,
-        "optimal_value": optimal,
-        "reached_target": result.reached_target,
-        "wall_time_s": wall,
-    }
-    (out / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(
-        f"{args.objective} d={args.dim} {args.strategy}: best value {result.best_value:.6g} "
-        f"(optimum {optimal:.6g}) after {result.num_generations} generations in {wall:.1f}s"
-    )
-    print(f"log {out / LOG_NAME}, curve {curve}, summary {out / 'result.json'}")
+    fields = {field.name for field in dataclasses.fields(OptimizeConfig)}
+    config = OptimizeConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    out = args.out or config.default_out()
+    result = run_optimization(config, out, overwrite=args.overwrite, progress=not args.quiet)
+    if parallel.is_main_process():
+        optimal = objectives.get(config.objective).optimal_value(config.dim)
+        print(
+            f"{config.objective} d={config.dim} {config.strategy}: best value "
+            f"{result.best_value:.6g} (optimum {optimal:.6g}) after {result.num_generations} "
+            "generations"
+        )
+        print(f"run folder {out}: metrics.jsonl, curve.png, result.json")
     return 0
 
 
-def add_train_command(commands: Any) -> None:
+def add_train_command(commands: Any) -> argparse.ArgumentParser:
     cmd = commands.add_parser(
         "train",
         help="train a policy on a JAX-native or Gymnasium environment",
-        description="Train a policy with an evolution strategy. With no options: CartPole-v1 "
-        "with OpenES and a linear policy, until solved.",
+        description="Train a policy with an evolution strategy, from the task's tuned "
+        f"settings (TrainConfig.for_env). With no options: {DEFAULT_ENV} with OpenES and a "
+        "linear policy, until solved. With --resume --out DIR alone, continue the run in DIR.",
     )
-    defaults = TrainConfig()
-    cmd.add_argument("--env", help=f"environment id (default {defaults.env})")
+    cmd.add_argument("--env", help=f"environment id (default {DEFAULT_ENV})")
     cmd.add_argument("--strategy", choices=sorted(strategies_lib.STRATEGIES))
     cmd.add_argument("--policy", choices=["linear", "mlp"])
     cmd.add_argument("--hidden-sizes", type=int, nargs="+", help="MLP hidden layer sizes")
     cmd.add_argument("--population", type=int, dest="population_size")
-    cmd.add_argument("--generations", type=int, dest="num_generations")
+    cmd.add_argument(
+        "--generations", type=int, dest="num_generations", help="raise it to extend a run"
+    )
     cmd.add_argument("--sigma", type=float)
     cmd.add_argument("--learning-rate", type=float)
     cmd.add_argument("--episodes-per-member", type=int)
@@ -191,7 +152,7 @@ def add_train_command(commands: Any) -> None:
     cmd.add_argument("--seed", type=int)
     cmd.add_argument(
         "--backend",
-        choices=BACKENDS,
+        choices=("auto", *BACKENDS),
         help="jax: a JAX-native port; gymnasium: Gymnasium's env in rollout workers; "
         "auto (default): the port when there is one",
     )
@@ -209,78 +170,78 @@ def add_train_command(commands: Any) -> None:
     cmd.add_argument("--quiet", action="store_true")
     add_parallel_arguments(cmd)
     cmd.set_defaults(run=run_train)
+    return cmd
 
 
 def run_train(args: argparse.Namespace) -> int:
     start_processes(args)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    if "hidden_sizes" in given:
-        given["hidden_sizes"] = tuple(given["hidden_sizes"])
-    defaults = task_defaults(given.get("env", TrainConfig.env))
-    if args.top_directions is not None:
-        given["strategy_options"] = {
-            **defaults.get("strategy_options", {}),
-            "top_directions": args.top_directions,
-        }
-    config = TrainConfig(**{**defaults, **given})
-    out = args.out or Path("runs") / f"train-{config.env}-{config.strategy}-seed{config.seed}"
+    given = _given_config_fields(args)
+    if args.resume and args.overwrite:
+        raise ValueError(
+            "--resume continues the run in --out and --overwrite replaces it: give one."
+        )
+    if args.resume:
+        out = args.out or _default_out(TrainConfig.for_env(given.get("env", DEFAULT_ENV)))
+        saved = TrainConfig.from_json(read_run(out)["config"])
+        options = {**saved.strategy_options, **given.pop("strategy_options", {})}
+        config = dataclasses.replace(saved, **given, strategy_options=options)
+    else:
+        config = TrainConfig.for_env(given.pop("env", DEFAULT_ENV), **given)
+        out = args.out or _default_out(config)
     result = train(
         config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
     )
-    if not parallel.is_main_process():
-        return 0
-    print(
-        f"{result.config.env} {result.config.strategy}: mean return "
-        f"{result.final_return_mean:.2f} +- {result.final_return_std:.2f} over "
-        f"{result.config.final_eval_episodes} episodes after {int(result.state.generation)} "
-        f"generations ({int(result.state.env_steps)} env steps)"
-    )
-    print(f"run folder {out}: metrics.jsonl, checkpoint.npz, curve.png, result.json")
+    if parallel.is_main_process():
+        print(
+            f"{result.config.env} {result.config.strategy}: mean return "
+            f"{result.final_return_mean:.2f} +- {result.final_return_std:.2f} over "
+            f"{result.config.final_eval_episodes} episodes after {int(result.state.generation)} "
+            f"generations ({int(result.state.env_steps)} env steps)"
+        )
+        print(f"run folder {out}: metrics.jsonl, checkpoint.npz, curve.png, result.json")
     return 0
 
 
-def add_evaluate_command(commands: Any) -> None:
+def add_evaluate_command(commands: Any) -> argparse.ArgumentParser:
     cmd = commands.add_parser(
         "evaluate",
-        help="run a trained policy from its checkpoint",
+        help="run a trained policy from its run folder",
         description="Evaluate the best policy of a run, in the run's own environment or in "
         "Gymnasium's (--backend gymnasium), and optionally record an episode as a GIF or a "
         "video (MuJoCo envs render headless with MUJOCO_GL=egl).",
     )
-    cmd.add_argument("checkpoint", type=Path)
+    cmd.add_argument("run_path", type=Path, help="a run folder or its checkpoint.npz")
     cmd.add_argument("--episodes", type=int, default=100)
     cmd.add_argument("--seed", type=int, default=12345)
-    cmd.add_argument("--backend", choices=BACKENDS, help="default: the run's own backend")
+    cmd.add_argument("--backend", choices=("auto", *BACKENDS), help="default: the run's own")
     cmd.add_argument("--num-workers", type=int, help="Gymnasium rollout workers (default: cores)")
     cmd.add_argument("--gif", type=Path, help="record one episode in Gymnasium's env as a GIF")
     cmd.add_argument("--video", type=Path, help="record one episode as a video (.mp4)")
     cmd.set_defaults(run=run_evaluate)
+    return cmd
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    config, task, state = load_run(args.checkpoint)
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be an int >= 1, got {args.episodes}.")
+    config, state = load_run(args.run_path)
     overrides = {"backend": args.backend, "num_workers": args.num_workers}
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    if overrides:
-        config = dataclasses.replace(config, **overrides)
-        task = build(config)
-    stats = generations.policy_stats(config, state.best_obs_stats)
-    returns = evaluate_policy(
-        task, config, state.best_params, state.best_obs_stats, args.episodes, seed=args.seed
-    )
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    with contextlib.closing(open_backend(config)) as backend:
+        returns = evaluate_policy(
+            backend, config, state.best_params, state.best_obs_stats, args.episodes, args.seed
+        )
     print(
-        f"{config.env} ({task.backend}): mean return {returns.mean():.2f} +- "
+        f"{config.env} ({backend.name}): mean return {returns.mean():.2f} +- "
         f"{returns.std():.2f} over {args.episodes} episodes"
     )
     for path in (args.gif, args.video):
         if path is not None:
-            params = jax.tree.map(np.asarray, state.best_params)
             episode = record_episode(
                 config.env,
-                task.policy.numpy_apply,
-                params,
-                stats,
+                backend.policy.numpy_apply,
+                jax.tree.map(np.asarray, state.best_params),
+                policy_stats(config, state.best_obs_stats),
                 path,
                 seed=args.seed,
                 max_episode_steps=config.max_episode_steps,
@@ -309,23 +270,37 @@ def start_processes(args: argparse.Namespace) -> None:
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
 
 
-def make_strategy(name: str, population_size: int, sigma: float):
-    """A strategy by name with the given population and (initial) sigma."""
-    return strategies_lib.get_strategy(name)(population_size, sigma=sigma)
+def _given_config_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TrainConfig`` fields set on the command line (flags left out are absent)."""
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if "hidden_sizes" in given:
+        given["hidden_sizes"] = tuple(given["hidden_sizes"])
+    if args.top_directions is not None:
+        given["strategy_options"] = {"top_directions": args.top_directions}
+    return given
 
 
-def claim_output_folder(out: Path, overwrite: bool) -> Path:
-    """Creates ``out``; refuses a folder that holds another run unless ``overwrite``."""
-    log = out / LOG_NAME
-    if log.exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"--out {out} already holds a run ({log}); choose another folder or pass "
-                "--overwrite to replace it."
-            )
-        log.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def _default_out(config: TrainConfig) -> Path:
+    return Path("runs") / f"train-{config.env}-{config.strategy}-seed{config.seed}"
+
+
+def _config_flags(command: argparse.ArgumentParser) -> dict[str, str]:
+    """The flag of each config field a command sets (``population_size``: ``--population``)."""
+    fields = {
+        f.name for config in (TrainConfig, OptimizeConfig) for f in dataclasses.fields(config)
+    }
+    return {
+        action.dest: action.option_strings[0]
+        for action in command._actions
+        if action.option_strings and action.dest in {*fields, "top_directions"}
+    }
+
+
+def _flag_names(message: str, flags: dict[str, str]) -> str:
+    """``message`` with argument names (``population_size``) written as their flags."""
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(flags, key=len)[::-1])) + r")\b")
+    return pattern.sub(lambda match: flags[match.group(1)], message) if flags else message
 
 
 if __name__ == "__main__":

@@ -86,21 +86,21 @@ def time_workload(workload: str, mesh, generations: int, population: int = 256) 
             jnp.asarray(result.best_value).block_until_ready()
             rates.append(generations / (time.perf_counter() - start))
         return statistics.median(rates)
-    from es_toolkit import train as train_lib
+    from es_toolkit.training import TrainConfig, open_backend, state
 
-    config = train_lib.TrainConfig(
+    config = TrainConfig(
         population_size=population, num_generations=generations, eval_every=generations,
         eval_episodes=1, sigma=0.1, learning_rate=0.05,
         devices=None if mesh is None else int(mesh),
     )  # fmt: skip
-    task = train_lib.build(config)
-    block = train_lib.make_block(config, task)
-    state = train_lib.init_state(config, task)
-    jax.block_until_ready(block(state))
+    backend = open_backend(config)
+    block = backend.block(generations)
+    initial = state.init_state(config, backend.policy, backend.strategy, backend.observation_shape)
+    jax.block_until_ready(block(initial))
     rates = []
     for _ in range(3):
         start = time.perf_counter()
-        jax.block_until_ready(block(state))
+        jax.block_until_ready(block(initial))
         rates.append(generations / (time.perf_counter() - start))
     return statistics.median(rates)
 

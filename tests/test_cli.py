@@ -57,7 +57,7 @@ def test_every_strategy_and_progress(tmp_path, strategy, capsys):
     argv = ["optimize", "--strategy", strategy, "--objective", "sphere", "--dim", "4"]
     assert main([*argv, "--population", "8", "--generations", "60", "--out", str(tmp_path)]) == 0
     summary = check_run_folder(tmp_path, 60)
-    assert summary["strategy"] == strategy
+    assert summary["config"]["strategy"] == strategy
     captured = capsys.readouterr()
     assert "generation  50/60" in captured.err
     assert f"sphere d=4 {strategy}: best value" in captured.out

@@ -12,7 +12,7 @@ import pytest
 
 gymnasium = pytest.importorskip("gymnasium")
 
-from es_toolkit.train import TrainConfig, train  # noqa: E402
+from es_toolkit.training import TrainConfig, train  # noqa: E402
 
 GYM_TINY = TrainConfig(
     env="CartPole-v1",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from es_toolkit.train import TASK_DEFAULTS, TrainConfig, task_defaults, train
+from es_toolkit.training import TASK_DEFAULTS, TrainConfig, task_defaults, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +50,7 @@ def test_task_defaults_reach_threshold(env_id, tmp_path):
     assert defaults.get("target_return", -float("inf")) >= THRESHOLDS[env_id], (
         "the defaults should stop training only once the evaluation passes the threshold"
     )
-    result = train(TrainConfig(env=env_id, **defaults), tmp_path, progress=False)
+    result = train(TrainConfig.for_env(env_id), tmp_path, progress=False)
     summary = json.loads((tmp_path / "result.json").read_text())
     assert summary["final_eval_episodes"] == 100
     assert result.final_return_mean >= THRESHOLDS[env_id], (
@@ -88,7 +88,7 @@ def test_cartpole_from_a_fresh_process_within_a_minute(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id", list(GYMNASIUM_THRESHOLDS))
 def test_gymnasium_task_defaults_reach_threshold(env_id, tmp_path):
-    result = train(TrainConfig(env=env_id, **task_defaults(env_id)), tmp_path, progress=False)
+    result = train(TrainConfig.for_env(env_id), tmp_path, progress=False)
     summary = json.loads((tmp_path / "result.json").read_text())
     assert summary["config"]["backend"] == "auto"
     assert result.final_return_mean >= GYMNASIUM_THRESHOLDS[env_id], (

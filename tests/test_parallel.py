@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 from es_toolkit import Normal, make_perturbed_fun, make_perturbed_value_and_grad, minimize, parallel
 from es_toolkit.objectives import get as get_objective
 from es_toolkit.strategies import ars, open_es, pgpe, snes
-from es_toolkit.train import TrainConfig, load_run, task_defaults, train
+from es_toolkit.training import TrainConfig, load_run, train
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE_COUNTS = (1, 2, 4, 8)
@@ -269,16 +269,15 @@ def launch_training(out: Path, generations: int, extra=()) -> list[subprocess.Po
 
 def single_process_config(generations: int) -> TrainConfig:
     """What ``es-toolkit train`` with ``TRAIN_ARGS`` runs: CartPole's defaults, overridden."""
-    settings = {
-        **task_defaults("CartPole-v1"),
-        "population_size": 16,
-        "num_generations": generations,
-        "eval_every": 2,
-        "eval_episodes": 2,
-        "final_eval_episodes": 3,
-        "target_return": 1e9,
-    }
-    return TrainConfig(**settings)
+    return TrainConfig.for_env(
+        "CartPole-v1",
+        population_size=16,
+        num_generations=generations,
+        eval_every=2,
+        eval_episodes=2,
+        final_eval_episodes=3,
+        target_return=1e9,
+    )
 
 
 def test_two_training_processes_match_one_and_resume_on_one(tmp_path):
@@ -286,7 +285,7 @@ def test_two_training_processes_match_one_and_resume_on_one(tmp_path):
     for proc in processes:
         _, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err[-3000:]
-    _, _, two = load_run(tmp_path / "two" / "checkpoint.npz")
+    _, two = load_run(tmp_path / "two" / "checkpoint.npz")
     one = train(single_process_config(4), tmp_path / "one", progress=False)
     assert int(two.generation) == 4
     assert_close(two.strategy_state.mean, one.state.strategy_state.mean)
@@ -313,7 +312,7 @@ def test_a_killed_process_stops_the_other_within_the_heartbeat_timeout(tmp_path)
     assert processes[0].returncode != 0
     assert "another task died" in err
     assert waited < parallel.DEFAULT_HEARTBEAT_TIMEOUT_S + 30
-    _, _, state = load_run(out / "checkpoint.npz")  # the last checkpoint is intact
+    _, state = load_run(out / "checkpoint.npz")  # the last checkpoint is intact
     assert int(state.generation) >= 2
 
 
@@ -325,7 +324,7 @@ def test_two_processes_split_a_gymnasium_population_over_their_workers(tmp_path)
     for proc in processes:
         _, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err[-3000:]
-    _, _, two = load_run(tmp_path / "two" / "checkpoint.npz")
+    _, two = load_run(tmp_path / "two" / "checkpoint.npz")
     config = dataclasses.replace(single_process_config(2), backend="gymnasium", num_workers=2)
     one = train(config, tmp_path / "one", progress=False)
     assert int(two.env_steps) == int(one.state.env_steps)

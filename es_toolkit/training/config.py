@@ -1,0 +1,187 @@
+"""What a training run is: ``TrainConfig``, checked when it is made, and how a saved run
+may be continued.
+
+A config that cannot train (no episodes per member, a NaN learning rate, zero evaluation
+episodes, ...) is refused with a ``ConfigError`` naming the field, before any work starts.
+"""
+
+import dataclasses
+import math
+import numbers
+from typing import Any
+
+from es_toolkit import strategies as strategies_lib
+from es_toolkit.policies import POLICIES, make_policy
+from es_toolkit.training.defaults import task_defaults
+
+# Fields a resumed run may change: they do not alter the numbers of the generations run.
+RESUMABLE_FIELDS = ("num_generations", "num_workers", "devices")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; ``field`` names it (the CLI shows the flag instead)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    env: str = "CartPole-v1"
+    strategy: str = "open_es"
+    policy: str = "linear"
+    hidden_sizes: tuple[int, ...] = (32, 32)
+    population_size: int = 64
+    num_generations: int = 100
+    sigma: float | None = None  # None: the strategy's default
+    learning_rate: float | None = None  # None: the strategy's default
+    episodes_per_member: int = 1
+    eval_every: int = 10
+    eval_episodes: int = 10
+    final_eval_episodes: int = 100
+    normalize_obs: bool = True
+    common_random_numbers: bool = False
+    target_return: float | None = None  # stop once the mean policy's evaluation reaches it
+    seed: int = 0
+    backend: str = "auto"  # a name in training.backends.BACKENDS, or "auto"
+    num_workers: int | None = None  # Gymnasium rollout worker processes (default: one per core)
+    max_episode_steps: int | None = None  # episode length cap (default: the env's time limit)
+    reward_shift: float = 0.0  # subtracted from every step's reward in training fitness (ARS)
+    strategy_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. ARS's b
+    devices: int | None = None  # shard each generation over this many devices (JAX envs)
+
+    def __post_init__(self):
+        if isinstance(self.hidden_sizes, list):
+            object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        _check(self)
+
+    @classmethod
+    def for_env(cls, env: str, **overrides: Any) -> "TrainConfig":
+        """The tuned config for ``env`` (see ``training.defaults``) with ``overrides``."""
+        defaults = task_defaults(env, overrides.get("strategy"))
+        options = {**defaults.get("strategy_options", {}), **overrides.get("strategy_options", {})}
+        return cls(**{**defaults, **overrides, "env": env, "strategy_options": options})
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "hidden_sizes": list(self.hidden_sizes)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TrainConfig":
+        return cls(**data)
+
+
+def build_strategy(config: TrainConfig) -> strategies_lib.EvolutionStrategy:
+    """The named strategy with the config's sigma and learning rate where given."""
+    options = {"sigma": config.sigma, "learning_rate": config.learning_rate}
+    options = {name: value for name, value in options.items() if value is not None}
+    factory = strategies_lib.get_strategy(config.strategy)
+    return factory(config.population_size, **{**options, **config.strategy_options})
+
+
+def build_policy(config: TrainConfig, observation_space: Any, action_space: Any) -> Any:
+    """The config's policy for these spaces (an ``es_toolkit.policies.Policy``)."""
+    return make_policy(config.policy, observation_space, action_space, **policy_options(config))
+
+
+def policy_options(config: TrainConfig) -> dict[str, Any]:
+    """The options of ``make_policy`` the config sets."""
+    return {"hidden_sizes": config.hidden_sizes} if config.policy == "mlp" else {}
+
+
+def resume_config(saved: TrainConfig, given: TrainConfig, where: str) -> TrainConfig:
+    """``saved`` with the changes of ``given`` that a resumed run may make.
+
+    Raises:
+        ConfigError: ``given`` differs from ``saved`` in a field that defines the run.
+    """
+    conflicts = [
+        (field.name, getattr(saved, field.name), getattr(given, field.name))
+        for field in dataclasses.fields(TrainConfig)
+        if field.name not in RESUMABLE_FIELDS
+        and getattr(saved, field.name) != getattr(given, field.name)
+    ]
+    if conflicts:
+        details = ", ".join(f"{name}: saved {a!r}, given {b!r}" for name, a, b in conflicts)
+        raise ConfigError(conflicts[0][0], f"cannot resume {where}: it is another run ({details}).")
+    return dataclasses.replace(saved, **{name: getattr(given, name) for name in RESUMABLE_FIELDS})
+
+
+def _check(config: TrainConfig) -> None:
+    _check_choice("strategy", config.strategy, strategies_lib.STRATEGIES)
+    _check_choice("policy", config.policy, POLICIES)
+    _check_choice("backend", config.backend, _backend_names())
+    if not isinstance(config.env, str) or not config.env:
+        raise ConfigError("env", f"env must be an environment id, got {config.env!r}.")
+    if not config.hidden_sizes or not all(_is_int(n, 1) for n in config.hidden_sizes):
+        raise ConfigError(
+            "hidden_sizes", f"hidden_sizes must be ints >= 1, got {config.hidden_sizes!r}."
+        )
+    for name, minimum in (
+        ("population_size", 2),
+        ("num_generations", 1),
+        ("episodes_per_member", 1),
+        ("eval_every", 1),
+        ("eval_episodes", 1),
+        ("final_eval_episodes", 1),
+        ("seed", 0),
+    ):
+        _check_int(name, getattr(config, name), minimum)
+    for name in ("num_workers", "max_episode_steps", "devices"):
+        if getattr(config, name) is not None:
+            _check_int(name, getattr(config, name), 1)
+    for name in ("sigma", "learning_rate"):
+        value = getattr(config, name)
+        if value is not None and not (_is_real(value) and value > 0):
+            raise ConfigError(name, f"{name} must be a positive finite float, got {value!r}.")
+    for name in ("reward_shift", "target_return"):
+        value = getattr(config, name)
+        if value is not None and not _is_real(value):
+            raise ConfigError(name, f"{name} must be a finite float, got {value!r}.")
+    for name in ("normalize_obs", "common_random_numbers"):
+        if not isinstance(getattr(config, name), bool):
+            raise ConfigError(name, f"{name} must be True or False, got {getattr(config, name)!r}.")
+    if not isinstance(config.strategy_options, dict):
+        raise ConfigError(
+            "strategy_options", f"strategy_options must be a dict, got {config.strategy_options!r}."
+        )
+    try:
+        build_strategy(config)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(_first_field(str(error)), str(error)) from None
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not _is_int(value, minimum):
+        raise ConfigError(name, f"{name} must be an int >= {minimum}, got {value!r}.")
+
+
+def _check_choice(name: str, value: Any, choices: Any) -> None:
+    if value not in choices:
+        raise ConfigError(
+            name, f"{name} must be one of {', '.join(sorted(choices))}, got {value!r}."
+        )
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_real(value: Any) -> bool:
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
+
+
+def _first_field(message: str) -> str:
+    """The config field a strategy's error names first (its arguments are the fields')."""
+    names = {field.name for field in dataclasses.fields(TrainConfig)}
+    return next((word for word in message.replace(",", " ").split() if word in names), "")
+
+
+def _backend_names() -> tuple[str, ...]:
+    from es_toolkit.training.backends import BACKENDS
+
+    return ("auto", *BACKENDS)

@@ -1,0 +1,249 @@
+"""The training loop: blocks of generations, each followed by an evaluation of the mean
+policy, a log block, a checkpoint and a progress line, in a run folder.
+
+Blocks end at multiples of ``eval_every`` and at ``num_generations``, so a run does
+exactly the generations asked for, and a run extended on resume evaluates where a run
+never stopped would have.
+"""
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from es_toolkit import parallel
+from es_toolkit._validate import check_int
+from es_toolkit.checkpoint import load_checkpoint, read_metadata
+from es_toolkit.progress import Progress
+from es_toolkit.report import metrics_rows
+from es_toolkit.run_folder import CHECKPOINT_NAME, RunFolder, RunFolderError
+from es_toolkit.training import keys
+from es_toolkit.training.backends import Backend, open_backend
+from es_toolkit.training.config import ConfigError, TrainConfig, resume_config
+from es_toolkit.training.state import TrainState, init_state, policy_stats
+
+
+class TrainResult(NamedTuple):
+    state: TrainState
+    config: TrainConfig
+    final_return_mean: float  # the best policy over final_eval_episodes episodes
+    final_return_std: float
+    out: Path
+
+
+def train(
+    config: TrainConfig | None,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Trains ``config``'s policy into the run folder ``out``: ``metrics.jsonl``,
+    ``checkpoint.npz``, ``curve.png``, ``result.json``.
+
+    Args:
+        config: what to train (``TrainConfig.for_env`` gives the tuned settings of a
+            task). With ``resume``, ``None`` continues the saved run as it was; a config
+            may change only ``RESUMABLE_FIELDS`` (``num_generations`` extends the run).
+        out: the run's folder; one run owns it at a time.
+        resume: continue the run saved in ``out``.
+        overwrite: replace a run already in ``out`` instead of refusing.
+        progress: print a progress line per block on standard error.
+    """
+    folder = RunFolder(out, writer=parallel.is_main_process())
+    metadata = read_run(folder.checkpoint) if resume else {}
+    if resume:
+        saved = TrainConfig.from_json(metadata["config"])
+        config = saved if config is None else resume_config(saved, config, str(out))
+        if config.num_generations < metadata["generation"]:
+            raise ConfigError(
+                "num_generations",
+                f"num_generations must be at least {metadata['generation']}, the generations "
+                f"the run in {out} has done, got {config.num_generations}.",
+            )
+    elif not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
+    with (
+        contextlib.closing(open_backend(config)) as backend,
+        folder.claim(resume=resume, overwrite=overwrite),
+    ):
+        state = _initial_state(config, backend)
+        if resume:
+            state, _ = folder.load_checkpoint(state)
+            folder.truncate_log(int(state.generation))
+        run = _Run(config, backend, folder, metadata.get("wall_time_s", 0.0))
+        state = run.blocks(state, progress)
+        return run.finish(state)
+
+
+def read_run(checkpoint: str | Path) -> dict[str, Any]:
+    """A saved run's metadata (``config``, ``generation``, ``wall_time_s``), from its
+    checkpoint or its folder."""
+    path = _checkpoint_path(checkpoint)
+    if not path.exists():
+        raise RunFolderError(f"{path.parent} holds no run to resume (no {path.name}).")
+    return read_metadata(path)
+
+
+def load_run(path: str | Path) -> tuple[TrainConfig, TrainState]:
+    """The config and state saved in a run folder or its checkpoint file."""
+    checkpoint = _checkpoint_path(path)
+    config = TrainConfig.from_json(read_run(checkpoint)["config"])
+    with contextlib.closing(open_backend(config)) as backend:
+        state, _ = load_checkpoint(checkpoint, _initial_state(config, backend))
+    return config, state
+
+
+def evaluate_policy(
+    backend: Backend,
+    config: TrainConfig,
+    params: Any,
+    obs_stats: Any,
+    num_episodes: int,
+    seed: int = keys.EVALUATION_SEED,
+) -> np.ndarray:
+    """Returns of ``num_episodes`` episodes of a policy, with keys independent of training."""
+    check_int("num_episodes", num_episodes, minimum=1)
+    stats = policy_stats(config, obs_stats)
+    return backend.evaluate(keys.policy_evaluation_key(seed), params, stats, num_episodes)
+
+
+def _checkpoint_path(path: str | Path) -> Path:
+    """A run's checkpoint file, given the file or the run's folder."""
+    path = Path(path)
+    return path if path.suffix == ".npz" else path / CHECKPOINT_NAME
+
+
+def _initial_state(config: TrainConfig, backend: Backend) -> TrainState:
+    return init_state(config, backend.policy, backend.strategy, backend.observation_shape)
+
+
+class _Run:
+    """One process's part of a run: blocks, their records, and the final evaluation."""
+
+    def __init__(self, config: TrainConfig, backend: Backend, folder: RunFolder, wall: float):
+        self.config, self.backend, self.folder = config, backend, folder
+        self.wall_before = wall  # seconds of training before this process resumed
+        self.start = time.perf_counter()
+
+    def wall_time(self) -> float:
+        return self.wall_before + time.perf_counter() - self.start
+
+    def blocks(self, state: TrainState, progress: bool) -> TrainState:
+        """Runs blocks until ``num_generations`` or the target, logging and checkpointing."""
+        config = self.config
+        bar = Progress(
+            config.num_generations,
+            f"train {config.env}",
+            enabled=progress and parallel.is_main_process(),
+        )
+        saved = int(state.generation)
+        start_steps = int(state.env_steps)
+        try:
+            while saved < config.num_generations:
+                end = min(
+                    (saved // config.eval_every + 1) * config.eval_every, config.num_generations
+                )
+                steps_before = int(state.env_steps)
+                state, metrics, eval_returns = self.backend.block(end - saved)(state)
+                rows = self._rows(jax.device_get(metrics), saved, steps_before, start_steps)
+                rows[-1].update(
+                    eval_return_mean=float(np.mean(eval_returns)),
+                    eval_return_std=float(np.std(eval_returns)),
+                )
+                self.folder.append_log(rows)
+                self.folder.save_checkpoint(state, self._metadata(state))
+                saved = int(state.generation)
+                bar.update(
+                    saved,
+                    eval_return=float(np.mean(eval_returns)),
+                    best=float(state.best_return),
+                    steps_per_s=rows[-1]["steps_per_second"],
+                )
+                target = config.target_return
+                if target is not None and float(state.best_return) >= target:
+                    break
+        except KeyboardInterrupt:
+            bar.close()
+            raise KeyboardInterrupt(
+                f"interrupted; the checkpoint of generation {saved} in {self.folder.path} "
+                "resumes with --resume."
+            ) from None
+        except RunFolderError as error:
+            bar.close()
+            raise RunFolderError(
+                f"{error} The checkpoint of generation {saved} in {self.folder.path} is intact "
+                "and resumes with --resume."
+            ) from error
+        bar.close()
+        return state
+
+    def _rows(self, metrics, first: int, steps_before: int, start_steps: int) -> list[dict]:
+        """The block's log rows; steps per second count this process's steps only."""
+        rows = metrics_rows(metrics, first)
+        wall = self.wall_time()
+        session = time.perf_counter() - self.start
+        totals = steps_before + np.cumsum(metrics["generation_env_steps"])
+        for row, total in zip(rows, totals, strict=True):
+            row.update(
+                env_steps=int(total),
+                wall_time=wall,
+                steps_per_second=(total - start_steps) / session,
+            )
+        return rows
+
+    def finish(self, state: TrainState) -> TrainResult:
+        config = self.config
+        returns = evaluate_policy(
+            self.backend,
+            config,
+            state.best_params,
+            state.best_obs_stats,
+            config.final_eval_episodes,
+        )
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        result = TrainResult(state, config, mean, std, self.folder.path)
+        if not parallel.is_main_process():  # process 0 alone writes
+            return result
+        rows = self.folder.read_log()
+        evaluated = [row for row in rows if row.get("eval_return_mean") is not None]
+        self.folder.plot(
+            [row["env_steps"] for row in rows],
+            {
+                "population mean return": [row["return_mean"] for row in rows],
+                "population max return": [row["return_max"] for row in rows],
+            },
+            title=f"{config.strategy} on {config.env}, {config.policy} policy",
+            xlabel="environment steps",
+            ylabel="return",
+            points={
+                "mean policy (evaluation)": (
+                    [r["env_steps"] for r in evaluated],
+                    [r["eval_return_mean"] for r in evaluated],
+                )
+            },
+        )
+        self.folder.write_result(
+            {
+                "config": config.to_json(),
+                "generations": int(state.generation),
+                "env_steps": int(state.env_steps),
+                "best_eval_return": float(state.best_return),
+                "final_eval_episodes": config.final_eval_episodes,
+                "final_return_mean": mean,
+                "final_return_std": std,
+                "wall_time_s": rows[-1]["wall_time"] if rows else self.wall_time(),
+            }
+        )
+        return result
+
+    def _metadata(self, state: TrainState) -> dict[str, Any]:
+        return {
+            "config": self.config.to_json(),
+            "generation": int(state.generation),
+            "wall_time_s": self.wall_time(),
+        }
