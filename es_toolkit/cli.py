@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = _flag_names(message, args.flags)
         parser.exit(2, f"es-toolkit {args.command}: error: {message}\n")
     except KeyboardInterrupt as interrupt:
-        parser.exit(130, f"es-toolkit {args.command}: {interrupt or 'interrupted'}\n")
+        parser.exit(130, f"es-toolkit {args.command}: {str(interrupt) or 'interrupted'}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
