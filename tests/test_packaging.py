@@ -1,5 +1,6 @@
-"""Packaging contracts from DESIGN.md: envs/ installs as es_toolkit.envs only, and
-importing the library starts no JAX backend."""
+"""Packaging contracts: envs/ installs as es_toolkit.envs only (never as a bare top-level
+``envs``, a name another PyPI package owns), and importing the library starts no JAX
+backend."""
 
 import subprocess
 import sys
