@@ -277,10 +277,9 @@ def weighted_sums(
         None if weights is None else _fold_pairs(sampling, weights, odd=True),
         None if squared_weights is None else _fold_pairs(sampling, squared_weights, odd=False),
     )
-    size = sampling.population_size // num_directions(sampling) // members_per_direction(sampling)
 
     def contract(w, z, start, count):
-        w = jax.lax.dynamic_slice_in_dim(w, start * size, count * size)
+        w = jax.lax.dynamic_slice_in_dim(w, start, count)
         return jax.tree.map(lambda leaf: jnp.tensordot(w, leaf, axes=1), z)
 
     def sums(z, start, count):

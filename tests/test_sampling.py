@@ -138,3 +138,14 @@ def test_bad_options_are_named(kwargs, error, match):
     options = {"population_size": 8, "noise": Normal(), **kwargs}
     with pytest.raises(error, match=match):
         sampling_lib.make_sampling(options.pop("population_size"), options.pop("noise"), **options)
+
+
+def test_weighted_sum_slices_the_weights_of_each_chunk():
+    """Each chunk contracts its own members' weights: a one-hot weight picks one member's
+    noise, wherever it falls (first chunk, a middle one, the remainder)."""
+    sampling = sampling_lib.make_sampling(11, Normal(), chunk_size=3)
+    members = sampling_lib.sample_members(sampling, KEY, 0, 11, LIKE)
+    for i in (0, 4, 10):
+        got = sampling_lib.weighted_sum(sampling, KEY, LIKE, jnp.zeros(11).at[i].set(1.0))
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(members), strict=True):
+            np.testing.assert_allclose(a, b[i], rtol=1e-6)
