@@ -1,4 +1,4 @@
-"""minimize / maximize: sign, early stop, callbacks, chunking, robustness, bad input."""
+"""minimize / maximize: sign, early stop, callbacks, chunking, dtypes, robustness, bad input."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from es_toolkit import maximize, minimize
-from es_toolkit.strategies import open_es
+from es_toolkit.strategies import STRATEGIES, get_strategy, open_es
 
 
 def sphere(x):
@@ -161,3 +161,43 @@ def test_bad_input(kwargs, error, match):
     x0 = kwargs.pop("x0", jnp.ones(2))
     with pytest.raises(error, match=match):
         minimize(sphere, x0, progress=False, **kwargs)
+
+
+# --- mixed float dtypes ----------------------------------------------------------------
+
+MIXED = {"a": jnp.ones(3, jnp.float32), "b": jnp.ones(2, jnp.bfloat16)}
+
+
+def mixed_sphere(params):
+    return sum(jnp.sum(leaf.astype(jnp.float32) ** 2) for leaf in jax.tree.leaves(params))
+
+
+def dtypes(tree):
+    return jax.tree.map(lambda leaf: leaf.dtype, tree)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_mixed_float_leaves_keep_their_dtypes(name):
+    """x0 mixing float32 and bfloat16 leaves runs with every strategy (it failed inside
+    lax.cond: OpenES's Adam state was promoted to float32); each leaf of the result and of
+    the state's mean keeps x0's dtype, and the run lowers f from f(x0) = 5. best_value
+    matches f(best_params) to bfloat16 rounding only: XLA may skip the rounding of a member
+    to bfloat16 when it fuses the member into f (xla_allow_excess_precision)."""
+    result = minimize(
+        mixed_sphere,
+        MIXED,
+        strategy=get_strategy(name)(16),
+        num_generations=30,
+        block_size=15,
+        progress=False,
+    )
+    assert dtypes(result.best_params) == dtypes(MIXED)
+    assert dtypes(result.state.mean) == dtypes(MIXED)
+    assert result.best_value < 5.0
+    assert result.best_value == pytest.approx(float(mixed_sphere(result.best_params)), rel=1e-2)
+
+
+def test_maximize_with_mixed_float_leaves():
+    result = maximize(lambda p: -mixed_sphere(p), MIXED, num_generations=20, progress=False)
+    assert dtypes(result.best_params) == dtypes(MIXED)
+    assert result.best_value > -5.0

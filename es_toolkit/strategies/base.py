@@ -173,8 +173,13 @@ def ascent_step(
     mean: PyTree,
     grad: PyTree,
 ) -> tuple[PyTree, Any]:
-    """One optimizer step that increases fitness (optax minimizes, so negate)."""
-    updates, opt_state = optimizer.update(optax.tree.scale(-1.0, grad), opt_state, mean)
+    """One optimizer step that increases fitness (optax minimizes, so negate).
+
+    The gradient is cast to each parameter's dtype first, so that the optimizer's state
+    keeps the dtypes ``init`` gave it (float32 sums of bfloat16 noise would promote it).
+    """
+    grad = jax.tree.map(lambda g, m: (-g).astype(m.dtype), grad, mean)
+    updates, opt_state = optimizer.update(grad, opt_state, mean)
     return optax.apply_updates(mean, updates), opt_state
 
 
