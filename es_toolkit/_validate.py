@@ -75,10 +75,36 @@ def check_float_tree(name: str, tree: Any) -> Any:
     return jax.tree.unflatten(treedef, checked)
 
 
-def check_array_output(name: str, fun: Any, *args: Any) -> Any:
-    """Returns ``jax.eval_shape(fun, *args)``; raises if ``fun`` does not return arrays."""
+# What JAX raises when a function treats a traced array as a concrete value: NumPy or
+# ``math`` on it, a Python ``if``/``int``/``float`` of it, boolean-mask indexing.
+TRACING_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.NonConcreteBooleanIndexError,
+)
+
+
+def check_traceable(name: str, fun: Any, *args: Any) -> Any:
+    """Returns ``jax.eval_shape(fun, *args)``; if tracing ``fun`` fails because it needs
+    concrete values, raises a TypeError naming ``name`` that says how to write it."""
     try:
-        out = jax.eval_shape(fun, *args)
+        return jax.eval_shape(fun, *args)
+    except TRACING_ERRORS as error:
+        summary = str(error).strip().splitlines()[0]
+        raise TypeError(
+            f"{name} must be JAX-traceable: it is called on traced arrays, so write it with "
+            "jax.numpy (not NumPy or math) and use jnp.where or jax.lax.cond instead of a "
+            "Python if on its input; a plain Python objective is not supported yet. "
+            f"Tracing {name} failed with {type(error).__name__}: {summary}"
+        ) from error
+
+
+def check_array_output(name: str, fun: Any, *args: Any) -> Any:
+    """Returns ``jax.eval_shape(fun, *args)``; raises if ``fun`` cannot be traced (see
+    :func:`check_traceable`) or does not return arrays."""
+    try:
+        out = check_traceable(name, fun, *args)
     except TypeError as error:
         if "is not a valid JAX type" in str(error):
             raise TypeError(

@@ -16,7 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from es_toolkit import parallel, population_shard
-from es_toolkit._validate import check_float_tree, check_int, check_optional_int
+from es_toolkit._validate import (
+    TRACING_ERRORS,
+    check_float_tree,
+    check_int,
+    check_optional_int,
+    check_traceable,
+)
 from es_toolkit.progress import Progress
 from es_toolkit.strategies import base
 from es_toolkit.strategies.open_es import open_es
@@ -62,9 +68,11 @@ def minimize(
     """Minimizes ``f`` from ``x0`` with an evolution strategy.
 
     Args:
-        f: a JAX-traceable function from a pytree of float arrays to a scalar; it need not
-            be differentiable or even continuous.
-        x0: the starting point (the strategy's initial mean).
+        f: a JAX-traceable function from a pytree of float arrays to a scalar (written
+            with ``jax.numpy``; ``jnp.where`` or ``lax.cond`` instead of a Python ``if``);
+            it need not be differentiable or even continuous.
+        x0: the starting point (the strategy's initial mean), a pytree of float arrays
+            whose leaves may differ in dtype (float32, bfloat16, ...): each keeps its own.
         strategy: an :class:`~es_toolkit.strategies.EvolutionStrategy`;
             ``open_es(64, sigma=0.1)`` by default.
         num_generations: the most generations to run.
@@ -142,10 +150,13 @@ def _optimize(
     num_generations_array = jnp.asarray(num_generations, jnp.int32)
     target_array = jnp.asarray(target_fitness, jnp.float32)
     initial = strategy.init(x0)
+    first_value = jnp.asarray(fitness_fn(x0))
+    if first_value.shape != ():
+        raise TypeError(f"f must return a scalar, got an array of shape {first_value.shape}.")
     carry = _Carry(
         initial,
         x0,
-        jnp.asarray(fitness_fn(x0), jnp.float32),
+        first_value.astype(jnp.float32),
         jnp.zeros((), jnp.int32),
         jnp.zeros((), bool),
     )
@@ -153,7 +164,11 @@ def _optimize(
     bar = Progress(num_generations, "generation", enabled=progress)
     while True:
         start = int(carry.generation)
-        carry, block_metrics = run_block(carry, key, target_array, num_generations_array)
+        try:
+            carry, block_metrics = run_block(carry, key, target_array, num_generations_array)
+        except TRACING_ERRORS:
+            check_traceable("f", f, x0)  # raises a clear error when f is the cause
+            raise
         done_now = int(carry.generation)
         block = {
             name: np.asarray(value)[: done_now - start] for name, value in block_metrics.items()

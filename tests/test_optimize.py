@@ -1,12 +1,14 @@
 """minimize / maximize: sign, early stop, callbacks, chunking, dtypes, robustness, bad input."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from es_toolkit import maximize, minimize
-from es_toolkit.strategies import STRATEGIES, get_strategy, open_es
+from es_toolkit.strategies import STRATEGIES, base, get_strategy, open_es
 
 
 def sphere(x):
@@ -201,3 +203,50 @@ def test_maximize_with_mixed_float_leaves():
     result = maximize(lambda p: -mixed_sphere(p), MIXED, num_generations=20, progress=False)
     assert dtypes(result.best_params) == dtypes(MIXED)
     assert result.best_value > -5.0
+
+
+# --- objectives that are not JAX-traceable -----------------------------------------------
+
+NOT_TRACEABLE = {
+    "numpy call": (lambda x: np.sum(np.sin(x)), jax.errors.TracerArrayConversionError),
+    "math call": (lambda x: math.sqrt(x[0] ** 2), jax.errors.ConcretizationTypeError),
+    "python if": (lambda x: x[0] if x[0] > 0 else -x[0], jax.errors.TracerBoolConversionError),
+}
+
+
+@pytest.mark.parametrize("run", [minimize, maximize])
+@pytest.mark.parametrize("kind", sorted(NOT_TRACEABLE))
+def test_objective_that_is_not_traceable_gets_one_clear_error(run, kind):
+    """NumPy, math or a Python if on the input work on x0 (evaluated eagerly) but not when
+    traced: the error names f, says how to write it, and chains JAX's own error."""
+    f, cause = NOT_TRACEABLE[kind]
+    with pytest.raises(TypeError, match="f must be JAX-traceable") as info:
+        run(f, jnp.ones(3), num_generations=2, progress=False)
+    assert "jnp.where" in str(info.value)
+    assert "plain Python objective is not supported yet" in str(info.value)
+    assert isinstance(info.value.__cause__, cause)
+
+
+def test_other_errors_are_not_rewritten():
+    """An error of f's own, and a tracing error of the strategy (not of f), reach the
+    caller unchanged."""
+
+    def failing(x):
+        raise ValueError("my own error")
+
+    with pytest.raises(ValueError, match="my own error"):
+        minimize(failing, jnp.ones(3), num_generations=2, progress=False)
+    inner = open_es(8)
+
+    def concrete_tell(key, state, fitness):
+        float(fitness[0])  # needs a concrete value: fails when traced
+        return inner.tell(key, state, fitness)
+
+    strategy = base.EvolutionStrategy(inner.init, inner.ask, concrete_tell, 8)
+    with pytest.raises(jax.errors.ConcretizationTypeError):
+        minimize(sphere, jnp.ones(3), strategy=strategy, num_generations=2, progress=False)
+
+
+def test_objective_must_return_a_scalar():
+    with pytest.raises(TypeError, match=r"f must return a scalar, got .* shape \(3,\)"):
+        minimize(lambda x: x**2, jnp.ones(3), num_generations=2, progress=False)

@@ -1,5 +1,7 @@
 """Bad input to the public entry points gets a clear error naming the argument."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,3 +76,32 @@ def test_fun_returning_non_arrays(factory):
 def test_fast_path_needs_scalar_fun():
     with pytest.raises(TypeError, match="fun must return a scalar"):
         make_perturbed_value_and_grad(lambda x: x, 4)(KEY, X)
+
+
+NOT_TRACEABLE = {
+    "numpy call": (lambda x: np.sum(np.sin(x)), jax.errors.TracerArrayConversionError),
+    "math call": (lambda x: math.sqrt(x[0] ** 2), jax.errors.ConcretizationTypeError),
+    "python if": (lambda x: x[0] if x[0] > 0 else -x[0], jax.errors.TracerBoolConversionError),
+}
+
+
+@pytest.mark.parametrize("factory", [make_perturbed_fun, make_perturbed_value_and_grad])
+@pytest.mark.parametrize("chunk_size", [None, 2])
+@pytest.mark.parametrize("kind", sorted(NOT_TRACEABLE))
+def test_fun_that_is_not_traceable_gets_one_clear_error(factory, chunk_size, kind):
+    """NumPy, math or a Python if on the input: one TypeError naming fun and saying how to
+    write it, chained from JAX's own error."""
+    fun, cause = NOT_TRACEABLE[kind]
+    with pytest.raises(TypeError, match="fun must be JAX-traceable") as info:
+        factory(fun, 4, chunk_size=chunk_size)(KEY, X)
+    assert "jnp.where" in str(info.value)
+    assert "plain Python objective is not supported yet" in str(info.value)
+    assert isinstance(info.value.__cause__, cause)
+
+
+def test_errors_of_fun_itself_are_not_rewritten():
+    def failing(x):
+        raise ValueError("my own error")
+
+    with pytest.raises(ValueError, match="my own error"):
+        make_perturbed_fun(failing, 4)(KEY, X)
