@@ -1,5 +1,4 @@
-"""Helpers shared by the Gymnasium bridge's tests (plain functions: each test file makes
-its own fixtures from them)."""
+"""Helpers shared by the Gymnasium bridge's tests."""
 
 import os
 from pathlib import Path
@@ -7,6 +6,7 @@ from types import SimpleNamespace
 
 import jax
 import numpy as np
+import pytest
 
 TESTS = Path(__file__).resolve().parent
 
@@ -48,8 +48,10 @@ def cartpole_population():
     return policy, population
 
 
-def use_misbehaving_envs(monkeypatch):
-    """Makes ``gym_test_envs`` importable here and in worker processes."""
+@pytest.fixture
+def misbehaving_envs(monkeypatch):
+    """Makes ``gym_test_envs`` importable here and in worker processes (import this
+    fixture into a test module to use it)."""
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
     )
@@ -61,4 +63,4 @@ def assert_stopped(pool):
 
 
 def worker_processes(pool):
-    return [process for process, _ in pool._workers]
+    return [worker.process for worker in pool._workers]

@@ -6,11 +6,14 @@ Rollout workers are fresh interpreters: they import this module by the env id's
 
 import os
 import signal
+import time
 
 import gymnasium as gym
 import numpy as np
 
 FAIL_AT_STEP = 5
+DOOMED_SEED = 13  # DoomedEnv's episodes reset with it kill their worker
+SLOW_STEPS, SLOW_STEP_S = 200, 0.01  # SlowDoomedEnv's other episodes: 2 s each
 
 
 class _Counter(gym.Env):
@@ -40,11 +43,27 @@ class RaisingEnv(_Counter):
         return float(action)
 
 
-class DyingEnv(_Counter):
+class DoomedEnv(_Counter):
+    """Kills its worker in the episodes reset with ``DOOMED_SEED``, at ``FAIL_AT_STEP``."""
+
+    def reset(self, *, seed=None, options=None):
+        self.doomed = seed == DOOMED_SEED
+        return super().reset(seed=seed, options=options)
+
     def reward(self, action):
-        if self.t == FAIL_AT_STEP:
+        if self.doomed and self.t == FAIL_AT_STEP:
             os.kill(os.getpid(), signal.SIGKILL)
         return float(action)
+
+
+class SlowDoomedEnv(DoomedEnv):
+    """``DoomedEnv`` whose other episodes last ``SLOW_STEPS`` steps of ``SLOW_STEP_S``."""
+
+    def step(self, action):
+        obs, reward, _, truncated, info = super().step(action)
+        if not self.doomed:
+            time.sleep(SLOW_STEP_S)
+        return obs, reward, self.t >= SLOW_STEPS, truncated, info
 
 
 class NanRewardEnv(_Counter):
@@ -53,5 +72,6 @@ class NanRewardEnv(_Counter):
 
 
 gym.register("RaisingEnv-v0", entry_point=RaisingEnv, max_episode_steps=50)
-gym.register("DyingEnv-v0", entry_point=DyingEnv, max_episode_steps=50)
+gym.register("DoomedEnv-v0", entry_point=DoomedEnv, max_episode_steps=50)
+gym.register("SlowDoomedEnv-v0", entry_point=SlowDoomedEnv, max_episode_steps=SLOW_STEPS)
 gym.register("NanRewardEnv-v0", entry_point=NanRewardEnv, max_episode_steps=50)

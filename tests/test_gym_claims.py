@@ -1,18 +1,18 @@
-"""The queue of a call's episodes that rollout workers share (``es_toolkit.gym.claims``)."""
+"""The queue of a call's episodes that rollout workers share (``es_toolkit.gym._claims``)."""
 
 import os
 
 import pytest
 
-from es_toolkit import gym as gym_lib
+from es_toolkit.gym import _claims
 
 
 @pytest.mark.parametrize("episodes", [0, 1, 5, 1024, 1025, 5000])
 def test_episode_queue_hands_out_every_episode_exactly_once(episodes):
-    read_fd, write_fd = gym_lib.claims.open_queue()
+    read_fd, write_fd = _claims.open_queue()
     try:
-        gym_lib.claims.put_episodes(write_fd, episodes)
-        readers = [gym_lib.claims.Claims(read_fd), gym_lib.claims.Claims(read_fd)]
+        _claims.put_episodes(write_fd, episodes)
+        readers = [_claims.Claims(read_fd), _claims.Claims(read_fd)]
         taken = [[], []]
         while True:  # two readers taking turns, as two workers would
             got = [reader() for reader in readers]

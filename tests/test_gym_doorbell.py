@@ -1,4 +1,4 @@
-"""How idle rollout workers sleep and wake (``es_toolkit.gym.doorbell``)."""
+"""How idle rollout workers sleep and wake (``es_toolkit.gym._doorbell``)."""
 
 import os
 import select
@@ -8,14 +8,14 @@ from multiprocessing.connection import Connection
 
 import pytest
 
-from es_toolkit import gym as gym_lib
+from es_toolkit.gym import _doorbell
 
 
 @pytest.mark.skipif(not hasattr(select, "epoll"), reason="workers sleep on sockets here")
 def test_doorbell_wakes_a_worker_for_each_ring_not_for_messages():
-    bell = gym_lib.doorbell.open_bell()
+    bell = _doorbell.open_bell()
     parent_end, worker_end = (Connection(end.detach()) for end in socket.socketpair())
-    doorbell = gym_lib.doorbell.Doorbell(bell[0], worker_end)
+    doorbell = _doorbell.Doorbell(bell[0], worker_end)
 
     def waiting() -> threading.Thread:
         thread = threading.Thread(target=doorbell.wait, daemon=True)
@@ -28,20 +28,20 @@ def test_doorbell_wakes_a_worker_for_each_ring_not_for_messages():
         parent_end.send("first")
         thread.join(0.2)
         assert thread.is_alive()  # a message alone does not wake it
-        gym_lib.doorbell.ring(bell)
+        _doorbell.ring(bell)
         thread.join(5.0)
         assert not thread.is_alive()
         assert worker_end.recv() == "first"
         # A worker back late finds the message there; the ring it missed wakes it later
         # with no message, and it sleeps on.
         parent_end.send("second")
-        gym_lib.doorbell.ring(bell)
+        _doorbell.ring(bell)
         doorbell.wait()
         assert worker_end.recv() == "second"
         thread = waiting()
         assert thread.is_alive()
         parent_end.send("third")
-        gym_lib.doorbell.ring(bell)
+        _doorbell.ring(bell)
         thread.join(5.0)
         assert not thread.is_alive()
         assert worker_end.recv() == "third"

@@ -9,9 +9,10 @@ import pytest
 
 gymnasium = pytest.importorskip("gymnasium")
 
-from gym_helpers import cartpole_population  # noqa: E402
+from gym_helpers import cartpole_population, misbehaving_envs  # noqa: E402, F401
 
 from es_toolkit import gym as gym_lib  # noqa: E402
+from es_toolkit.gym import _running, episodes  # noqa: E402
 from es_toolkit.policies import batch_obs_stats, make_policy  # noqa: E402
 
 
@@ -29,16 +30,16 @@ def test_envs_side_by_side_and_unwrapped_give_each_members_own_episodes(cartpole
         np.asarray, batch_obs_stats(4, np.random.default_rng(0).normal(size=(9, 4)))
     )
     rows = np.array([0, 1, 2, 3, 4, 5, 5, 0, 3, 1, 2])
-    batch = gym_lib.episodes.EpisodeBatch(params, rows, rows + 10, np.arange(11) + 100, stats)
+    batch = episodes.EpisodeBatch(params, rows, rows + 10, np.arange(11) + 100, stats)
     wrapped = [gym_lib.make_env("CartPole-v1", max_episode_steps=30) for _ in range(4)]
-    bare = [gym_lib.episodes.unwrap_bookkeeping(env) for env in wrapped]
+    bare = [episodes.unwrap_bookkeeping(env) for env in wrapped]
     assert {limit for _, limit in bare} == {30}
     assert all(type(env) is type(wrapped[0].unwrapped) for env, _ in bare)
-    alone = gym_lib.run_batch(wrapped[:1], policy.numpy_apply, batch)
+    alone = episodes.run_batch(wrapped[:1], policy.numpy_apply, batch)
     assert 30 in alone.lengths  # episodes end at the limit...
     assert alone.lengths.min() < 30  # ...and before it
     for envs, limit in ((wrapped, None), ([env for env, _ in bare], 30), (wrapped[:3], 30)):
-        together = gym_lib.run_batch(envs, policy.numpy_apply, batch, limit)
+        together = episodes.run_batch(envs, policy.numpy_apply, batch, limit)
         jax.tree.map(np.testing.assert_array_equal, together, alone)
 
 
@@ -48,19 +49,19 @@ def test_observations_are_reduced_in_groups_with_the_same_statistics(cartpole, m
     policy, population = cartpole
     params = jax.tree.map(np.asarray, population)
     rows = np.arange(6).repeat(3)
-    batch = gym_lib.episodes.EpisodeBatch(params, rows, rows, np.arange(18) + 7, None)
+    batch = episodes.EpisodeBatch(params, rows, rows, np.arange(18) + 7, None)
     envs = [gym_lib.make_env("CartPole-v1") for _ in range(4)]
-    whole = gym_lib.run_batch(envs, policy.numpy_apply, batch)
+    whole = episodes.run_batch(envs, policy.numpy_apply, batch)
     held = []
-    finish = gym_lib.episodes._Observations.finish
+    finish = episodes._Observations.finish
 
     def counting_finish(self, *args):
         finish(self, *args)
         held.append(len(self.finished))
 
     monkeypatch.setattr(gym_lib.episodes, "REDUCE_EVERY", 3)
-    monkeypatch.setattr(gym_lib.episodes._Observations, "finish", counting_finish)
-    grouped = gym_lib.run_batch(envs, policy.numpy_apply, batch)
+    monkeypatch.setattr(episodes._Observations, "finish", counting_finish)
+    grouped = episodes.run_batch(envs, policy.numpy_apply, batch)
     jax.tree.map(np.testing.assert_array_equal, grouped, whole)
     assert len(held) == 18
     assert max(held) == 2  # the third finished one reduces the three
@@ -73,8 +74,8 @@ def test_statistics_of_episodes_longer_than_a_buffer_match_a_plain_loop():
     policy = make_policy("linear", envs[0].observation_space, envs[0].action_space, zero_init=False)
     params = jax.tree.map(np.asarray, jax.vmap(policy.init)(jax.random.split(jax.random.key(2), 3)))
     seeds = np.array([11, 12, 13])
-    batch = gym_lib.episodes.EpisodeBatch(params, np.arange(3), np.arange(3), seeds, None)
-    results = gym_lib.run_batch(envs, policy.numpy_apply, batch)
+    batch = episodes.EpisodeBatch(params, np.arange(3), np.arange(3), seeds, None)
+    results = episodes.run_batch(envs, policy.numpy_apply, batch)
 
     def oracle(member, seed):
         env = gymnasium.make("Pendulum-v1")
@@ -100,15 +101,15 @@ def test_statistics_of_episodes_longer_than_a_buffer_match_a_plain_loop():
 
 def test_unwrapping_keeps_any_wrapper_that_changes_episodes():
     env = gymnasium.wrappers.ClipReward(gym_lib.make_env("CartPole-v1"), 0.0, 0.5)
-    assert gym_lib.episodes.unwrap_bookkeeping(env) == (env, None)
-    assert gym_lib.episodes.unwrap_bookkeeping(env.unwrapped) == (env.unwrapped, None)
+    assert episodes.unwrap_bookkeeping(env) == (env, None)
+    assert episodes.unwrap_bookkeeping(env.unwrapped) == (env.unwrapped, None)
 
 
 @pytest.mark.parametrize("start", [0, -3, 5])
 def test_fast_action_check_answers_as_gymnasium(start):
     env = gym_lib.make_env("CartPole-v1").unwrapped
     env.action_space = gymnasium.spaces.Discrete(4, start=start)
-    gym_lib.episodes.check_actions_fast(env)
+    episodes.check_actions_fast(env)
     check, oracle = env.action_space.contains, gymnasium.spaces.Discrete(4, start=start).contains
     assert check is not oracle
     ints = range(start - 3, start + 8)
@@ -145,5 +146,34 @@ def test_fast_action_check_leaves_other_spaces_alone():
     ):
         env = gym_lib.make_env("CartPole-v1").unwrapped
         env.action_space = space
-        gym_lib.episodes.check_actions_fast(env)
+        episodes.check_actions_fast(env)
         assert "contains" not in vars(space)
+
+
+@pytest.mark.usefixtures("misbehaving_envs")
+def test_an_env_error_names_its_episode_and_the_board_shows_it():
+    """RaisingEnv raises at its 5th step: first in env 0, which runs the first episode."""
+    envs = [gym_lib.make_env("gym_test_envs:RaisingEnv-v0") for _ in range(3)]
+    params = {"w": np.zeros((3, 2, 2), np.float32), "b": np.zeros((3, 2), np.float32)}
+    batch = episodes.EpisodeBatch(
+        params, np.arange(3), np.array([7, 8, 9]), np.arange(3) + 21, None
+    )
+    board = _running.local_row(3)
+    indices = iter(range(3))
+    lock_step = episodes.LockStep(
+        envs, lambda params, obs: np.zeros(len(obs), np.int64), None, board
+    )
+    with pytest.raises(episodes.EpisodeError, match=r"simulation diverged \(member 7, seed 21\)"):
+        lock_step.run(batch, lambda: next(indices, None))
+    assert list(board) == [0, 0, 1, 2]  # stepping env 0, which runs episode 0
+
+
+def test_a_lock_step_with_no_episode_to_run_gives_empty_results(cartpole):
+    policy, population = cartpole
+    params = jax.tree.map(np.asarray, population)
+    batch = episodes.EpisodeBatch(params, np.arange(6), np.arange(6), np.arange(6), None)
+    indices, results = episodes.LockStep([gym_lib.make_env("CartPole-v1")], policy.numpy_apply).run(
+        batch, lambda: None
+    )
+    assert indices.shape == results.returns.shape == results.lengths.shape == (0,)
+    assert results.obs_stats.count.shape == (0,)

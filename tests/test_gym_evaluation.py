@@ -14,12 +14,13 @@ gymnasium = pytest.importorskip("gymnasium")
 from gym_helpers import (  # noqa: E402
     cartpole_population,
     members,
+    misbehaving_envs,  # noqa: F401
     random_params,
-    use_misbehaving_envs,
 )
 
 from es_toolkit import gym as gym_lib  # noqa: E402
 from es_toolkit.gym import RolloutPool, WorkerSpec  # noqa: E402
+from es_toolkit.gym._seeds import episode_seeds  # noqa: E402
 from es_toolkit.policies import batch_obs_stats, make_policy, normalize  # noqa: E402
 from es_toolkit.strategies import open_es  # noqa: E402
 
@@ -62,7 +63,7 @@ def test_population_returns_match_gymnasium_and_not_the_worker_count(cartpole, n
         np.testing.assert_array_equal(getattr(runs[1], field), getattr(runs[3], field))
     jax.tree.map(np.testing.assert_array_equal, runs[1].obs_stats, runs[3].obs_stats)
 
-    seeds = gym_lib.episode_seeds(key, 6, 2)
+    seeds = episode_seeds(key, 6, 2)
     apply = jax.jit(policy.apply)
     oracle = [
         [plain_gymnasium_episode("CartPole-v1", apply, member, stats, s) for s in member_seeds]
@@ -76,28 +77,6 @@ def test_population_returns_match_gymnasium_and_not_the_worker_count(cartpole, n
     np.testing.assert_allclose(
         runs[1].obs_stats.m2 / len(everything), everything.var(0), rtol=1e-4, atol=1e-6
     )
-
-
-def test_common_random_numbers_share_seeds():
-    seeds = gym_lib.episode_seeds(jax.random.key(0), 3, 4, common_random_numbers=True)
-    assert (seeds == seeds[0]).all()
-    assert len(set(seeds[0])) == 4
-    independent = gym_lib.episode_seeds(jax.random.key(0), 3, 4)
-    assert len(set(independent.ravel())) == 12
-
-
-def test_seed_table_traced_gives_episode_seeds():
-    key = jax.random.key(2)
-    for shared in (False, True):
-
-        @jax.jit
-        def traced(key, first, shared=shared):
-            return gym_lib.seed_table(key, 3, 2, common_random_numbers=shared, first_member=first)
-
-        np.testing.assert_array_equal(
-            traced(key, 5),
-            gym_lib.episode_seeds(key, 3, 2, common_random_numbers=shared, first_member=5),
-        )
 
 
 def test_run_population_with_the_keys_seeds_is_evaluate_population(cartpole):
@@ -123,7 +102,7 @@ def test_mujoco_box2d_and_classic_envs_match_gymnasium(env_id, kind):
     params = random_params(policy, jax.random.key(1))
     with RolloutPool(WorkerSpec(env_id, kind, options, 40), 2) as pool:
         runs = gym_lib.evaluate(pool, jax.random.key(3), params, None, 3)
-    seeds = gym_lib.episode_seeds(jax.random.key(3), 1, 3)[0]
+    seeds = episode_seeds(jax.random.key(3), 1, 3)[0]
     numpy_params = jax.tree.map(np.asarray, params)
 
     def oracle(seed):
@@ -141,11 +120,6 @@ def test_mujoco_box2d_and_classic_envs_match_gymnasium(env_id, kind):
     expected = [oracle(seed) for seed in seeds]
     np.testing.assert_array_equal(runs.returns, [e[0] for e in expected])
     np.testing.assert_array_equal(runs.lengths, [e[1] for e in expected])
-
-
-@pytest.fixture
-def misbehaving_envs(monkeypatch):
-    use_misbehaving_envs(monkeypatch)
 
 
 @pytest.mark.usefixtures("misbehaving_envs")

@@ -1,15 +1,15 @@
-"""Parameters that rollout workers read in place (``es_toolkit.gym.shared``)."""
+"""Parameters that rollout workers read in place (``es_toolkit.gym._shared``)."""
 
 import os
 
 import jax
 import numpy as np
 
-from es_toolkit import gym as gym_lib
+from es_toolkit.gym import _shared
 
 
 def test_shared_arrays_read_back_as_written():
-    fd = gym_lib.shared.open_file()
+    fd = _shared.open_file()
     try:
         rng = np.random.default_rng(0)
         trees = [
@@ -18,8 +18,8 @@ def test_shared_arrays_read_back_as_written():
             (np.asfortranarray(rng.normal(size=(4, 6))), [np.int8(3) * np.ones((2, 2), np.int8)]),
         ]
         for tree in trees:  # the file grows, then holds a smaller tree
-            layout = gym_lib.shared.write(fd, tree)
-            read = gym_lib.shared.read(fd, layout)
+            layout = _shared.write(fd, tree)
+            read = _shared.read(fd, layout)
             assert jax.tree.structure(read) == jax.tree.structure(tree)
             for got, want in zip(jax.tree.leaves(read), jax.tree.leaves(tree), strict=True):
                 assert got.dtype == want.dtype

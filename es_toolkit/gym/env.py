@@ -76,9 +76,3 @@ def check_spaces(observation_space: Any, action_space: Any) -> None:
     """A clear error unless the observation is a flat Box and the action Box or Discrete."""
     spaces.observation_shape(observation_space)
     spaces.action_head(action_space)
-
-
-def episode_limit(env: Any) -> int | None:
-    """The env's time limit (``max_episode_steps`` of its spec), if it has one."""
-    spec = getattr(env, "spec", None)
-    return None if spec is None else spec.max_episode_steps

@@ -5,7 +5,7 @@ policy's NumPy forward pass (``Policy.numpy_apply`` on the stacked parameters an
 observations of the running episodes) picks every env's next action: for a fast env
 (CartPole steps in ~6 us) the few NumPy calls of a forward pass would otherwise cost as
 much as the step. An env that finishes an episode claims the next one (from a queue that
-rollout workers share, see ``claims``), so the envs stay busy until the queue is empty.
+rollout workers share, see ``_claims``), so the envs stay busy until the queue is empty.
 Each episode's numbers are those of its member alone, whichever episodes run beside it
 (see ``numpy_matmul``; tested bit for bit).
 """
@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from es_toolkit.gym import _running
 from es_toolkit.gym.env import import_gymnasium
 from es_toolkit.policies import ObsStats, numpy_normalizer
 
@@ -60,29 +61,58 @@ def episode_stats(
     return counts.astype(np.float64), means, m2s
 
 
-class _Observations:
-    """The observations of each env's running episode, in a buffer per env that doubles
-    when full: a row write per step, and no array per observation. A finished episode's
-    rows are copied out and reduced to statistics (``episode_stats``) with others,
-    ``REDUCE_EVERY`` episodes at a time."""
+class EpisodeError(RuntimeError):
+    """An env or the policy raised during an episode; names the member and seed."""
 
-    def __init__(self, envs: int, shape: tuple[int, ...]):
-        self.buffers = [np.empty((64, *shape), np.float32) for _ in range(envs)]
+    def __init__(self, error: Exception, member: int, seed: int):
+        super().__init__(f"{type(error).__name__}: {error} ({episode_label(member, seed)})")
+        self.member, self.seed = int(member), int(seed)
+
+
+def episode_label(member: int, seed: int) -> str:
+    """How errors name an episode."""
+    return f"member {member}, seed {seed}"
+
+
+class _Slot:
+    """One env of a ``LockStep`` run and the episode running in it."""
+
+    __slots__ = ("buffer", "env", "index", "number", "position", "row", "seen", "step", "total")
+
+    def __init__(self, number: int, env: Any):
+        self.number, self.env, self.step = number, env, env.step
+        self.row: np.ndarray  # this env's row of the policy's input
+        self.buffer: np.ndarray  # the episode's observations so far, in its first rows
+        self.index = 0  # the episode's index in the batch
+        self.position = 0  # the episode's position in the order claimed
+        self.seen = 0  # observations of the episode so far
+        self.total = 0.0  # the episode's return so far
+
+    def record(self, obs: Any) -> None:
+        """Adds ``obs``, the episode's next observation, to its row and its buffer."""
+        row = self.row
+        row[...] = obs
+        buffer = self.buffer
+        if self.seen == len(buffer):
+            grown = np.empty((2 * len(buffer), *buffer.shape[1:]), np.float32)
+            grown[: len(buffer)] = buffer
+            self.buffer = buffer = grown
+        buffer[self.seen] = row
+        self.seen += 1
+
+
+class _Observations:
+    """The observations of finished episodes, reduced to statistics (``episode_stats``)
+    ``REDUCE_EVERY`` episodes at a time: memory stays bounded by that many episodes."""
+
+    def __init__(self):
         self.finished: list[np.ndarray] = []  # rows of each finished, unreduced episode
         self.positions: list[int] = []  # in the order started, of those episodes
         self.reduced: list[tuple[np.ndarray, ...]] = []  # (positions, count, mean, m2)
 
-    def grow(self, slot: int) -> np.ndarray:
-        """``slot``'s buffer, twice as long, with the rows it had."""
-        buffer = self.buffers[slot]
-        grown = np.empty((2 * len(buffer), *buffer.shape[1:]), np.float32)
-        grown[: len(buffer)] = buffer
-        self.buffers[slot] = grown
-        return grown
-
-    def finish(self, slot: int, length: int, position: int) -> None:
-        """The episode in ``slot`` ended with ``length`` rows; it was started ``position``th."""
-        self.finished.append(self.buffers[slot][:length].copy())
+    def finish(self, rows: np.ndarray, position: int) -> None:
+        """An episode, started ``position``th, ended with observations ``rows`` (copied)."""
+        self.finished.append(rows.copy())
         self.positions.append(position)
         if len(self.finished) >= REDUCE_EVERY:
             self.reduce()
@@ -93,12 +123,78 @@ class _Observations:
             self.finished, self.positions = [], []
 
     def results(self) -> ObsStats:
-        """Every finished episode's statistics, stacked in the order started (at least
-        one episode finished: the buffers exist once one started)."""
+        """Every finished episode's statistics, stacked in the order started (none for no
+        episode)."""
         self.reduce()
+        if not self.reduced:
+            return ObsStats(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)))
         positions, *stats = (np.concatenate(field) for field in zip(*self.reduced, strict=True))
         order = np.argsort(positions)
         return ObsStats(*(field[order] for field in stats))
+
+
+class _Run:
+    """One ``LockStep.run``: its slots, the parameters and observations the policy gets
+    (a row per slot), and the episodes claimed so far with their returns."""
+
+    def __init__(self, envs: Sequence[Any], batch: EpisodeBatch, claim, board: memoryview):
+        self.batch, self.claim, self.board = batch, claim, board
+        self.slots = [_Slot(number, env) for number, env in enumerate(envs)]
+        self.leaves, treedef = jax.tree.flatten(batch.params)
+        self.stacked = [np.zeros((len(envs), *leaf.shape[1:]), leaf.dtype) for leaf in self.leaves]
+        self.params = jax.tree.unflatten(treedef, self.stacked)
+        self.observations: np.ndarray | None = None  # as float32, made at the first reset
+        self.observed = _Observations()
+        self.claimed: list[int] = []
+        self.returns: list[float] = []
+        self.exhausted = False
+
+    def start(self, slot: _Slot) -> bool:
+        """Starts the next claimed episode in ``slot``; False if none is left."""
+        index = None if self.exhausted else self.claim()
+        if index is None:
+            self.exhausted = True
+            return False
+        batch, number = self.batch, slot.number
+        member_row = batch.rows[index]
+        for stack, leaf in zip(self.stacked, self.leaves, strict=True):
+            stack[number] = leaf[member_row]
+        slot.index, slot.position = index, len(self.claimed)
+        self.claimed.append(index)
+        self.returns.append(0.0)
+        self.board[1 + number] = index
+        self.board[0] = number
+        try:
+            obs, _ = slot.env.reset(seed=int(batch.seeds[index]))
+        except Exception as error:
+            raise self.error(error, slot) from error
+        if self.observations is None:
+            self.allocate(np.shape(obs))
+        slot.seen, slot.total = 0, 0.0
+        slot.record(obs)
+        return True
+
+    def allocate(self, shape: tuple[int, ...]) -> None:
+        """The policy's input and each slot's first buffer, for observations of ``shape``."""
+        self.observations = np.zeros((len(self.slots), *shape), np.float32)
+        for slot, row in zip(self.slots, self.observations, strict=True):
+            slot.row, slot.buffer = row, np.empty((64, *shape), np.float32)
+
+    def finish(self, slot: _Slot) -> None:
+        """Records the return and observations of the episode that ended in ``slot``."""
+        self.returns[slot.position] = slot.total
+        self.observed.finish(slot.buffer[: slot.seen], slot.position)
+
+    def error(self, error: Exception, slot: _Slot) -> EpisodeError:
+        index = slot.index
+        return EpisodeError(error, self.batch.members[index], self.batch.seeds[index])
+
+    def results(self) -> tuple[np.ndarray, EpisodeResults]:
+        stats = self.observed.results()
+        returns = np.array(self.returns, np.float64)
+        return np.array(self.claimed, np.int64), EpisodeResults(
+            returns, stats.count.astype(np.int64), stats
+        )
 
 
 class LockStep:
@@ -106,12 +202,18 @@ class LockStep:
 
     ``run`` starts an episode in every free env, steps every running episode once per
     step of the loop, and ends an episode when terminated, truncated (the env's time
-    limit) or after ``limit`` steps. An error of the env or the policy names the member
-    and seed.
+    limit) or after ``limit`` steps. An error of the env or the policy is an
+    ``EpisodeError`` naming the member and seed. ``board`` (see ``_running``) is where it
+    notes the episode it is stepping, for a parent to read should this process die.
     """
 
-    def __init__(self, envs: Sequence[Any], act, limit: int | None = None):
+    def __init__(
+        self, envs: Sequence[Any], act, limit: int | None = None, board: memoryview | None = None
+    ):
         self.envs, self.act, self.limit = list(envs), act, limit
+        self.board = _running.local_row(len(self.envs)) if board is None else board
+        if len(self.board) != 1 + len(self.envs):
+            raise ValueError(f"board must hold {1 + len(self.envs)} items, got {len(self.board)}.")
 
     def run(
         self, batch: EpisodeBatch, claim: Callable[[], int | None]
@@ -123,92 +225,37 @@ class LockStep:
             The indices of the episodes run, in the order claimed, and their results in
             that order.
         """
-        envs, act, limit = self.envs, self.act, self.limit
-        steps = [env.step for env in envs]
-        leaves, treedef = jax.tree.flatten(batch.params)
-        stacked = [np.zeros((len(envs), *leaf.shape[1:]), leaf.dtype) for leaf in leaves]
-        params = jax.tree.unflatten(treedef, stacked)
-        normalize = numpy_normalizer(batch.obs_stats)
-        claimed: list[int] = []
-        returns: list[float] = []
-        position = [0] * len(envs)  # of each env's episode in ``claimed``
-        counts = [0] * len(envs)  # observations of each env's episode so far
-        totals = [0.0] * len(envs)
-        observations = None  # of the running episodes, as float32: the policy's input
-        rows: list[np.ndarray] = []  # each env's row of ``observations``
-        observed: _Observations | None = None
-        exhausted = False
-
-        def start(slot: int) -> bool:
-            """Starts the next claimed episode in ``slot``; False if none is left."""
-            nonlocal observations, rows, observed, exhausted
-            index = None if exhausted else claim()
-            if index is None:
-                exhausted = True
-                return False
-            member_row = batch.rows[index]
-            for stack, leaf in zip(stacked, leaves, strict=True):
-                stack[slot] = leaf[member_row]
-            position[slot] = len(claimed)
-            claimed.append(index)
-            returns.append(0.0)
-            try:
-                obs, _ = envs[slot].reset(seed=int(batch.seeds[index]))
-            except Exception as error:
-                raise _error(error, batch, index) from error
-            if observations is None:
-                observations = np.zeros((len(envs), *np.shape(obs)), np.float32)
-                rows = list(observations)
-                observed = _Observations(len(envs), observations.shape[1:])
-            rows[slot][...] = obs
-            observed.buffers[slot][0] = rows[slot]
-            counts[slot] = 1
-            totals[slot] = 0.0
-            return True
-
-        running = [slot for slot in range(len(envs)) if start(slot)]
+        act, limit, board = self.act, self.limit, self.board
+        board[0] = _running.IDLE
+        run = _Run(self.envs, batch, claim, board)
+        running = [slot for slot in run.slots if run.start(slot)]
         if running:
-            normalize = normalize.shaped(observations.shape)
-            buffers = observed.buffers
+            params, observations = run.params, run.observations
+            normalize = numpy_normalizer(batch.obs_stats).shaped(observations.shape)
         while running:
+            board[0] = _running.ACTING
             try:
                 actions = act(params, normalize(observations))
             except Exception as error:
-                raise _error(error, batch, claimed[position[running[0]]]) from error
+                raise run.error(error, running[0]) from error
             still = []
             for slot in running:
+                board[0] = slot.number
                 try:
-                    obs, reward, terminated, truncated, _ = steps[slot](actions[slot])
+                    obs, reward, terminated, truncated, _ = slot.step(actions[slot.number])
                 except Exception as error:
-                    raise _error(error, batch, claimed[position[slot]]) from error
-                totals[slot] += reward
-                count = counts[slot]
-                if terminated or truncated or count == limit:
-                    returns[position[slot]] = totals[slot]
-                    observed.finish(slot, count, position[slot])
-                    if start(slot):
+                    raise run.error(error, slot) from error
+                slot.total += reward
+                if terminated or truncated or slot.seen == limit:
+                    run.finish(slot)
+                    if run.start(slot):
                         still.append(slot)
                     continue
-                row = rows[slot]
-                row[...] = obs
-                buffer = buffers[slot]
-                if count == len(buffer):
-                    buffer = observed.grow(slot)
-                buffer[count] = row
-                counts[slot] = count + 1
+                slot.record(obs)
                 still.append(slot)
             running = still
-        if observed is None:  # no episode claimed
-            stats = ObsStats(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)))
-        else:
-            stats = observed.results()
-        results = EpisodeResults(np.array(returns, np.float64), stats.count.astype(np.int64), stats)
-        return np.array(claimed, np.int64), results
-
-
-def _error(error: Exception, batch: EpisodeBatch, index: int) -> RuntimeError:
-    member, seed = batch.members[index], batch.seeds[index]
-    return RuntimeError(f"{type(error).__name__}: {error} (member {member}, seed {seed})")
+        board[0] = _running.IDLE
+        return run.results()
 
 
 def run_batch(

@@ -1,9 +1,6 @@
 """Population and policy evaluation in Gymnasium envs, with ``es_toolkit.rollout``'s
-contract: the same keys give the same episodes, whatever the number of workers.
-
-Episode ``e`` of member ``i`` resets its env with a seed drawn from
-``fold_in(fold_in(key, i), e)`` (``fold_in(key, e)`` for every member with common random
-numbers), the rule ``rollout`` uses for its JAX envs' keys.
+contract: the same keys give the same episodes, whatever the number of workers (each
+episode's env seed derives from the key, see ``_seeds``).
 """
 
 from typing import Any
@@ -12,59 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from es_toolkit.gym._seeds import episode_seeds
 from es_toolkit.gym.pool import RolloutPool
 from es_toolkit.policies import ObsStats, merge_stacked_obs_stats
 from es_toolkit.rollout import Episodes
 from es_toolkit.types import PRNGKey, PyTree
-
-
-def seed_table(
-    key: PRNGKey,
-    num_members: int,
-    num_episodes: int,
-    *,
-    common_random_numbers: bool = False,
-    first_member: int | jax.Array = 0,
-) -> jax.Array:
-    """Env seeds, int32 of shape ``(num_members, num_episodes)``, for members
-    ``first_member ..`` (see the module docstring). Traceable: a training step computes
-    them in the same jitted call as its ``ask``, one dispatch per generation instead of
-    two."""
-
-    def member_seeds(member_key):
-        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(member_key, jnp.arange(num_episodes))
-        return jax.vmap(lambda k: jax.random.randint(k, (), 0, 2**31 - 1))(keys)
-
-    if common_random_numbers:
-        return jnp.broadcast_to(member_seeds(key), (num_members, num_episodes))
-    indices = first_member + jnp.arange(num_members)
-    member_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
-    return jax.vmap(member_seeds)(member_keys)
-
-
-_jitted_seed_table = jax.jit(
-    seed_table, static_argnames=("num_members", "num_episodes", "common_random_numbers")
-)
-
-
-def episode_seeds(
-    key: PRNGKey,
-    num_members: int,
-    num_episodes: int,
-    *,
-    common_random_numbers: bool = False,
-    first_member: int = 0,
-) -> np.ndarray:
-    """``seed_table`` as a NumPy array."""
-    return np.asarray(
-        _jitted_seed_table(
-            key,
-            num_members=num_members,
-            num_episodes=num_episodes,
-            common_random_numbers=common_random_numbers,
-            first_member=first_member,
-        )
-    )
 
 
 def evaluate_population(
@@ -109,7 +58,7 @@ def run_population(
     merge_stats: bool = True,
 ) -> Episodes:
     """``evaluate_population`` with the seeds given: ``seeds[i, e]`` resets episode ``e``
-    of member ``i``, one row per member (``seed_table`` computes them from the key)."""
+    of member ``i``, one row per member (``_seeds.seed_table`` computes them from the key)."""
     size = jax.tree.leaves(population)[0].shape[0]
     seeds = np.asarray(seeds, np.int64)
     if seeds.ndim != 2 or seeds.shape[0] != size or seeds.shape[1] < 1:

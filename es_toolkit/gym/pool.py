@@ -1,6 +1,6 @@
 """A pool of rollout worker processes that runs a call's episodes in parallel.
 
-Each call's episodes go into a queue the workers share (``claims``); every worker's free
+Each call's episodes go into a queue the workers share (``_claims``); every worker's free
 env takes the next one, so episodes of uneven length (a Hopper that falls, one that runs)
 keep every core busy and the workers finish together, with two messages per worker and
 call. Results come back in episode order whatever worker ran them: with seeds fixed by
@@ -8,9 +8,11 @@ the caller, the outcome does not depend on the number of workers.
 
 Failure handling: an env that raises gives a ``RolloutError`` naming the env id, member and
 seed; a worker that dies (killed, out of memory, a crash in the simulator) gives one naming
-the env id, the episodes it had taken (members and seeds) and its exit code. Either way,
-and on Ctrl-C, every worker is stopped before the error propagates: no process is left
-behind.
+the env id, the worker, its exit code and the member and seed it was running (read from
+its row of the board, ``_running``). The pool watches each worker's process as well as
+its socket, so a death is an error at once, not once the other workers have finished.
+Either way, and on Ctrl-C, every worker is stopped before the error propagates: no
+process is left behind.
 """
 
 import contextlib
@@ -19,25 +21,31 @@ import pickle
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 from es_toolkit._validate import check_optional_int
-from es_toolkit.gym import claims, doorbell, shared
-from es_toolkit.gym.episodes import EpisodeBatch, EpisodeResults
-from es_toolkit.gym.worker import WorkerSpec, serve
+from es_toolkit.gym import _claims, _doorbell, _running, _shared, _worker
+from es_toolkit.gym._protocol import Done, Failed, Ready, Run, Stop, WorkerSpec
+from es_toolkit.gym.episodes import ENVS_PER_WORKER, EpisodeBatch, EpisodeResults, episode_label
 from es_toolkit.policies import ObsStats
 
 # Worker start-up (imports, env construction) can take a while on a loaded machine.
 START_TIMEOUT_S = 120.0
+# How long ``close`` lets workers exit on their own before it kills them.
+EXIT_GRACE_S = 2.0
 # Threads of numeric libraries in each worker: one core per worker, no oversubscription.
 _SINGLE_THREAD = {
     name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 }
+# Pickled once: ``close`` may run while the interpreter shuts down, when pickling a class
+# (which imports its module) fails.
+_STOP = pickle.dumps(Stop(), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class RolloutError(RuntimeError):
@@ -51,6 +59,12 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+class _Worker(NamedTuple):
+    process: subprocess.Popen
+    connection: Connection
+    exited: int | None  # a descriptor readable once the process exited (Linux), or None
+
+
 class RolloutPool:
     """Worker processes, each with its own env, running episodes of NumPy policies.
 
@@ -61,24 +75,26 @@ class RolloutPool:
     """
 
     def __init__(self, spec: WorkerSpec, num_workers: int | None = None):
+        self._workers: list[_Worker] = []
+        self._fds: tuple[int, ...] = ()  # every descriptor ``close`` closes
         num_workers = check_optional_int("num_workers", num_workers, minimum=1)
         self.spec = spec
         self.num_workers = available_cores() if num_workers is None else num_workers
-        self._workers: list[tuple[subprocess.Popen, Connection]] = []
-        self._queue = claims.open_queue()
-        self._bell = doorbell.open_bell()
-        self._batch_fd = shared.open_file()
-        self._sent: tuple[shared.Layout | None, bytes] = (None, b"")
+        self._queue = _claims.open_queue()
+        self._bell = _doorbell.open_bell()
+        self._batch_fd = _shared.open_file()
+        self._board_fd = _running.open_board(self.num_workers, ENVS_PER_WORKER)
+        self._fds = (*self._queue, *self._bell, self._batch_fd, self._board_fd)
+        self._sent: tuple[_shared.Layout | None, bytes] = (None, b"")
         try:
-            for _ in range(self.num_workers):
-                fds = (self._queue[0], self._bell[0], self._batch_fd)
-                self._workers.append(_start_worker(spec, *fds))
             for index in range(self.num_workers):
-                status, detail = self._receive(index, lambda: "starting", START_TIMEOUT_S)
-                if status != "ready":
-                    raise RolloutError(f"a rollout worker for {spec.env_id} {detail}")
+                fds = (self._queue[0], self._bell[0], self._batch_fd, self._board_fd)
+                self._workers.append(_start_worker(spec, index, *fds))
+            for message in self._collect(lambda worker: "starting", START_TIMEOUT_S):
+                if not isinstance(message, Ready):
+                    raise RolloutError(f"{spec.env_id}: unexpected answer {message!r}.")
         except BaseException:
-            self.close()
+            self._stop(0.0)
             raise
 
     def run(
@@ -118,82 +134,115 @@ class RolloutPool:
         try:
             return self._run(batch)
         except BaseException:
-            self.close()
+            self._stop(0.0)
             raise
 
     def _run(self, batch: EpisodeBatch) -> EpisodeResults:
         """Queues the batch's episodes, starts every worker on them and gathers what each
-        ran; a worker that died is an error once the others have finished."""
-        claims.put_episodes(self._queue[1], len(batch.seeds))
+        ran."""
+        _claims.put_episodes(self._queue[1], len(batch.seeds))
         # The whole batch goes into the shared file; the message is its layout, the same
         # bytes from call to call while the shapes stay.
-        layout = shared.write(self._batch_fd, batch)
+        layout = _shared.write(self._batch_fd, batch)
         if layout != self._sent[0]:
-            self._sent = layout, pickle.dumps(layout, protocol=pickle.HIGHEST_PROTOCOL)
+            self._sent = layout, pickle.dumps(Run(layout), protocol=pickle.HIGHEST_PROTOCOL)
         data = self._sent[1]
-        for _, connection in self._workers:
-            connection.send_bytes(data)
-        doorbell.ring(self._bell)
-        done = np.zeros(len(batch.seeds), bool)
-        parts, dead = [], []
-        pending = {connection: w for w, (_, connection) in enumerate(self._workers)}
-        while pending:
-            for ready in wait(list(pending)):
-                worker = pending.pop(ready)
-                status, *detail = self._receive(worker, lambda: "running")
-                if status == "died":
-                    dead.append(detail[-1])
-                elif status != "ok":
-                    raise RolloutError(f"{self.spec.env_id}: {detail[-1]}")
-                else:
-                    parts.append(detail)
-                    done[detail[0]] = True
-        if dead:
-            # The episodes no live worker finished are those the dead ones had taken.
-            taken = _describe(np.flatnonzero(~done), batch.members, batch.seeds)
-            raise RolloutError(f"{self.spec.env_id}: {dead[0]} {taken}.")
+        for index, worker in enumerate(self._workers):
+            try:
+                worker.connection.send_bytes(data)
+            except OSError:
+                raise self._died(index, lambda index: "idle") from None
+        _doorbell.ring(self._bell)
+        parts = self._collect(lambda index: self._running(index, batch))
         return _gather(parts, len(batch.seeds))
 
-    def _receive(
-        self, worker: int, doing: Callable[[], str], timeout: float | None = None
-    ) -> tuple[str, Any]:
-        """The worker's next message; a silent worker becomes an ``"error"`` message and a
-        dead one a ``"died"`` message, which say what it was ``doing()``."""
-        process, connection = self._workers[worker]
+    def _collect(self, doing: Callable[[int], str], timeout: float | None = None) -> list:
+        """One message from each worker, in worker order. A worker that failed, died or
+        stayed silent for ``timeout`` seconds is a ``RolloutError`` at once, which says
+        what it was ``doing(index)``."""
+        messages: list = [None] * len(self._workers)
+        watched = {}
+        for index, worker in enumerate(self._workers):
+            watched[worker.connection] = index
+            if worker.exited is not None:
+                watched[worker.exited] = index
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while watched:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = wait(list(watched), left)
+            if not ready:
+                index = min(watched.values())
+                raise RolloutError(
+                    f"{self._name(index)} did not answer within {timeout} s while {doing(index)}."
+                )
+            for handle in ready:
+                index = watched.get(handle)
+                if index is None:  # its other handle was ready too
+                    continue
+                message = self._receive(index, doing)
+                if isinstance(message, Failed):
+                    raise RolloutError(f"{self.spec.env_id}: {message.message}")
+                messages[index] = message
+                watched = {key: value for key, value in watched.items() if value != index}
+        return messages
+
+    def _receive(self, index: int, doing: Callable[[int], str]) -> Any:
+        """Worker ``index``'s message, which is there or never will be: the worker
+        died (``RolloutError``)."""
+        connection = self._workers[index].connection
         try:
-            if connection.poll(timeout):
+            if connection.poll(0):
                 return connection.recv()
         except (EOFError, OSError):
             pass
+        raise self._died(index, doing)
+
+    def _died(self, index: int, doing: Callable[[int], str]) -> RolloutError:
+        """The error for worker ``index``, whose process ended or is ending."""
         try:
-            code = process.wait(2.0)
+            code = self._workers[index].process.wait(EXIT_GRACE_S)
         except subprocess.TimeoutExpired:
-            return "error", f"did not answer within {timeout} s while {doing()}."
-        return "died", f"a rollout worker died (exit code {code}) while {doing()}"
+            return RolloutError(f"{self._name(index)} closed its socket while {doing(index)}.")
+        return RolloutError(f"{self._name(index)} died (exit code {code}) while {doing(index)}.")
+
+    def _name(self, index: int) -> str:
+        pid = self._workers[index].process.pid
+        return f"{self.spec.env_id}: rollout worker {index} (pid {pid})"
+
+    def _running(self, index: int, batch: EpisodeBatch) -> str:
+        """What worker ``index`` was doing in a call of ``batch``, by its board row."""
+        episode = _running.running_episode(self._board_fd, index, ENVS_PER_WORKER)
+        if episode == _running.ACTING:
+            return "computing the actions of its episodes"
+        if episode == _running.IDLE or not 0 <= episode < len(batch.seeds):
+            return "between episodes"
+        return f"running {episode_label(batch.members[episode], batch.seeds[episode])}"
 
     def close(self) -> None:
-        """Stops every worker (asks, then terminates stragglers); safe to call twice."""
-        workers, self._workers = self._workers, []
-        for _, connection in workers:
+        """Stops every worker (asks, then kills those still running after
+        ``EXIT_GRACE_S``); safe to call twice, and on a pool whose start failed."""
+        self._stop(EXIT_GRACE_S)
+
+    def _stop(self, grace_s: float) -> None:
+        """Asks every worker to stop, waits ``grace_s`` seconds in all, kills the rest."""
+        workers, self._workers = getattr(self, "_workers", []), []
+        fds, self._fds = getattr(self, "_fds", ()), ()
+        for worker in workers:
             with contextlib.suppress(OSError, ValueError):
-                connection.send(None)
-        # Closing the bell's write end wakes the workers to read the None.
-        fds = (
-            *getattr(self, "_queue", ()),
-            *getattr(self, "_bell", ()),
-            getattr(self, "_batch_fd", None),
-        )
-        self._queue, self._bell, self._batch_fd = (), (), None
+                worker.connection.send_bytes(_STOP)
+        # Closing the bell's write end wakes the workers to read the ``Stop``.
         for fd in fds:
-            if fd is not None:
-                os.close(fd)
-        for process, connection in workers:
+            os.close(fd)
+        deadline = time.monotonic() + grace_s
+        for worker in workers:
             try:
-                process.wait(2.0)
+                worker.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            connection.close()
+                worker.process.kill()
+                worker.process.wait()
+            worker.connection.close()
+            if worker.exited is not None:
+                os.close(worker.exited)
 
     def __enter__(self) -> "RolloutPool":
         return self
@@ -206,36 +255,39 @@ class RolloutPool:
 
 
 def _start_worker(
-    spec: WorkerSpec, queue_fd: int, bell_fd: int, batch_fd: int
-) -> tuple[subprocess.Popen, Connection]:
-    """A worker process (a fresh interpreter: no fork of this JAX process, no re-import of
+    spec: WorkerSpec, index: int, queue_fd: int, bell_fd: int, batch_fd: int, board_fd: int
+) -> _Worker:
+    """Worker ``index``: a fresh interpreter (no fork of this JAX process, no re-import of
     the caller's main module) connected by a socket pair, told its spec, reading the
-    episode queue ``queue_fd``, woken by ``bell_fd`` and reading each call's batch in
-    ``batch_fd``."""
+    episode queue ``queue_fd``, woken by ``bell_fd``, reading each call's batch in
+    ``batch_fd`` and writing where it is in its row of ``board_fd``."""
     parent_socket, child_socket = socket.socketpair()
-    command = [sys.executable, "-c", f"from {serve.__module__} import main; main()"]
-    fds = (child_socket.fileno(), queue_fd, bell_fd, batch_fd)
+    command = [sys.executable, "-c", f"from {_worker.__name__} import main; main()"]
+    fds = (child_socket.fileno(), queue_fd, bell_fd, batch_fd, board_fd)
     process = subprocess.Popen(
-        [*command, *(str(fd) for fd in fds)],
+        [*command, str(index), *(str(fd) for fd in fds)],
         pass_fds=fds,
         env={**os.environ, **_SINGLE_THREAD},
     )
     child_socket.close()
     connection = Connection(parent_socket.detach())
     connection.send(spec)
-    return process, connection
+    return _Worker(process, connection, _exit_handle(process.pid))
 
 
-def _gather(parts: list[tuple[np.ndarray, EpisodeResults]], episodes: int) -> EpisodeResults:
-    """The workers' results, each ``(indices, results)``, in episode order."""
-    order = np.argsort(np.concatenate([indices for indices, _ in parts]), kind="stable")
-    ran = [results for indices, results in parts if len(indices)]
+def _exit_handle(pid: int) -> int | None:
+    """A descriptor that becomes readable when process ``pid`` exits, where the system
+    has them (Linux 5.3 and later)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _gather(parts: list[Done], episodes: int) -> EpisodeResults:
+    """The workers' results, each ``Done(indices, results)``, in episode order."""
+    order = np.argsort(np.concatenate([part.indices for part in parts]), kind="stable")
+    ran = [part.results for part in parts if len(part.indices)]
     if len(order) != episodes:
         raise RolloutError(f"the workers ran {len(order)} of {episodes} episodes.")
     return jax.tree.map(lambda *leaves: np.concatenate(leaves)[order], *ran)
-
-
-def _describe(indices: np.ndarray, members: np.ndarray, seeds: np.ndarray) -> str:
-    if not len(indices):
-        return "no episode"
-    return ", ".join(f"member {members[i]} seed {seeds[i]}" for i in indices)

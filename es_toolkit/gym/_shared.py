@@ -1,6 +1,6 @@
 """Arrays the parent writes once per call and every rollout worker reads in place.
 
-Any worker may run any episode of a call (see ``claims``), so every worker needs every
+Any worker may run any episode of a call (see ``_claims``), so every worker needs every
 member's parameters. Sent over each worker's socket they would be pickled, copied and held
 once per worker; here they go once into a file that lives in memory (``memfd_create`` on
 Linux, an unlinked temporary file elsewhere), which the workers map read-only: one copy,
