@@ -27,26 +27,20 @@ Usage::
 """
 
 import argparse
-import datetime
-import importlib.metadata
 import json
-import os
 import platform
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import _bench
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _benchmarks_doc import write_section
 from es_toolkit.envs import make as make_env
 
-ROOT = Path(__file__).resolve().parent.parent
 SECTION_TITLE = "## JAX environments"
 THROUGHPUT_ENVS = ("CartPole-v1", "Pendulum-v1")
 SOLVE_ENVS = {
@@ -292,23 +286,10 @@ def measure(cases, rounds):
 def run_train_script(env_id, timeout_s, cache_dir=None):
     """Runs scripts/train.py for ``env_id`` in a fresh process; returns its result.json
     with the outside wall time added. ``cache_dir``: JAX's persistent compilation cache."""
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)  # the same compiler settings a user gets
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    if cache_dir is not None:
-        env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
+    cache = {} if cache_dir is None else {"JAX_COMPILATION_CACHE_DIR": str(cache_dir)}
     with tempfile.TemporaryDirectory() as out:
-        script = str(ROOT / "scripts" / "train.py")
-        command = [sys.executable, script, "--env", env_id, "--out", out, "--overwrite", "--quiet"]
-        start = time.perf_counter()
-        proc = subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s
-        )
-        wall = time.perf_counter() - start
-        if proc.returncode != 0:
-            return {"env": env_id, "error": proc.stderr[-2000:], "process_s": wall}
-        result = json.loads((Path(out) / "result.json").read_text())
-    return {"env": env_id, "process_s": wall, **result}
+        result = _bench.train_in_fresh_process(env_id, Path(out), timeout_s, cache)
+    return {"env": env_id, **result}
 
 
 def solve(env_id, timeout_s, warm_cache=True):
@@ -443,139 +424,46 @@ def settings_table(results):
     return "\n".join(lines)
 
 
-def library_version():
-    def git(*command):
-        proc = subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True)
-        return proc.stdout.strip() if proc.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if not commit:
-        return "es_toolkit (no git checkout)"
-    dirty = " with local changes" if git("status", "--porcelain", "es_toolkit", "envs") else ""
-    return f"es_toolkit at commit {commit}{dirty}"
-
-
-def machine_description():
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        match = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        if match:
-            model = match.group(1).strip()
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "-"
-    return f"{os.cpu_count()}-core CPU ({model}), {platform.system()}, load average {load}"
-
-
 def run_metadata(args, command):
-    versions = ", ".join(
-        f"{name} {importlib.metadata.version(name)}"
-        for name in ("jax", "jaxlib", "gymnasium", "numpy")
-    )
+    machine = f"{_bench.machine_description()}, load average {_bench.load_average()}"
+    versions = _bench.package_versions(("jax", "jaxlib", "gymnasium", "numpy"))
     return {
-        "machine": f"{machine_description()} (at the end of the run)",
-        "software": f"{versions}; Python {platform.python_version()}; {library_version()}",
-        "date": datetime.date.today().isoformat(),
+        "machine": f"{machine} (at the end of the run)",
+        "software": f"{versions}; Python {platform.python_version()}; {_bench.library_version()}",
+        "date": _bench.today(),
         "command": command,
         "rounds": args.rounds,
     }
 
 
 def build_section(meta, rows, solved):
-    parts = [
-        SECTION_TITLE,
-        "",
-        f"Machine: {meta['machine']}; {meta['software']}; {meta['date']}. Reproduce with:",
-        "",
-        "```",
-        meta["command"],
-        "```",
-    ]
+    text = _bench.prose("envs")
+    parts = [SECTION_TITLE, "", _bench.fill(text["header"], **meta)]
     if rows:
-        parts += [
-            "",
-            "### Steps per second",
-            "",
-            f"Every row steps with random actions (or, for `ours, fixed`, alternating ones) "
-            f"and resets an env when its episode ends; steps = envs x steps per call. The "
-            f"{meta['rounds']} rounds go through all rows in turn, each row timing one call (ours: "
-            "one jitted call of a `lax.scan` over the steps, after a warm-up call that "
-            "compiles it); the table gives the median rate and the range over rounds. The "
-            "machine was shared with other jobs, so absolute rates are noisy; the rows were "
-            "measured interleaved, so their ratios are steadier.",
-            "",
-            "- `ours, random`: `vmap` of `env.step` over the envs; actions from one xorshift32 "
-            "stream per env carried in the scan; an env whose episode ended is set back to "
-            "the initial state it was reset to at the start (`jnp.where` on "
-            "`terminated | truncated`), so no JAX PRNG call runs inside the loop.",
-            "- `ours, fixed`: the same with alternating actions.",
-            "- `ours, jax.random`: the usual JAX style (gymnax's auto-reset wrapper): each "
-            "step folds the step index into a key, splits it into one key per env for the "
-            "action, the step and a fresh `env.reset`, and keeps the reset where done.",
-            "- Gymnasium: actions drawn beforehand with numpy; one env is `gym.make` (with its "
-            "default wrappers) stepped in a Python loop and reset when done; the vector envs "
-            "reset finished envs themselves.",
-        ]
+        parts += ["", _bench.fill(text["throughput"], rounds=meta["rounds"])]
         for env_id in THROUGHPUT_ENVS:
-            parts += ["", f"#### {env_id}", "", throughput_table(rows, env_id)]
-        parts += ["", "### Targets", "", target_rows(rows), "", *why_notes(rows)]
+            table = throughput_table(rows, env_id)
+            parts += ["", _bench.fill(text["throughput_env"], env_id=env_id, table=table)]
+        parts += ["", _bench.fill(text["targets"], table=target_rows(rows))]
+        ratios = prng_ratios(rows)
+        if ratios:
+            parts += ["", _bench.fill(text["why"], ratios="; ".join(ratios))]
     if solved:
-        parts += [
-            "",
-            "### Time to solve",
-            "",
-            "`python scripts/train.py --env X --out DIR --overwrite --quiet` run in a fresh "
-            "process per task (the tuned `TASK_DEFAULTS` of `es_toolkit/train.py`, seed 0), "
-            "timed from outside: process = start-up, imports, compilation, training, final "
-            "evaluation and the PNG curve. Training loop = `wall_time_s` of `result.json` "
-            "(from the start of the first generation to the last evaluation, including the "
-            "compilation of the jitted block). Final return: the best evaluated mean policy "
-            "over the 100 episodes of the final evaluation (mean ± std), as written to "
-            "`result.json`; env steps count training episodes' steps until done. Process, "
-            "warm cache: the same command again with `JAX_COMPILATION_CACHE_DIR` pointing at "
-            "a persistent compilation cache that one earlier run filled (same numbers, no "
-            "compilation): the difference to the cold process is compile time, which "
-            "dominates every task but Pendulum.",
-            "",
-            solve_table(solved),
-            "",
-            "Settings (`TASK_DEFAULTS`; the rest are `TrainConfig`'s defaults):",
-            "",
-            settings_table(solved),
-            "",
-            "The targets sit above the thresholds because training stops on a noisy "
-            "evaluation and keeps the best one: the kept policy's evaluation is biased up, "
-            "and the final evaluation reruns it on 100 other episodes (always the same ones, "
-            "seed 12345). Evaluating on 100 episodes instead of 10 keeps a lucky CartPole "
-            "policy from stopping the run (seed 2 scored 500 on 10 episodes and 457 on the "
-            "final 100). Pendulum's return depends mostly on the start angle (per-episode "
-            "std about 100), and the final set of starts is harder than average (mean "
-            "|theta0| 1.76 against pi/2), so its policies score about 15 lower there than "
-            "on fresh episodes; hence 500 evaluation episodes and a target of -165 for a "
-            "threshold of -200.",
-        ]
+        table, settings = solve_table(solved), settings_table(solved)
+        parts += ["", _bench.fill(text["solve"], table=table, settings=settings)]
     return "\n".join(parts) + "\n"
 
 
-def why_notes(rows):
-    """What the side-by-side rows say about where our time goes."""
-    notes = []
+def prng_ratios(rows):
+    """``ours, random`` over ``ours, jax.random`` on CartPole, per number of envs."""
+    ratios = []
     env_id = "CartPole-v1"
     for n in sorted({r["num_envs"] for r in rows if r["env"] == env_id}):
         fast = find_rate(rows, env_id, "ours, random", n)
         slow = find_rate(rows, env_id, "ours, jax.random", n)
         if fast and slow:
-            notes.append(f"{n:,} env{'s' if n > 1 else ''}: {fast / slow:.3g}x")
-    if not notes:
-        return []
-    return [
-        "JAX PRNG calls inside the loop are what make the usual style slow on this CPU: "
-        "`ours, random` over `ours, jax.random` on CartPole at " + "; ".join(notes) + ". "
-        "Each threefry call costs a few microseconds whatever its size (about 6 us for one "
-        "`fold_in` + `bits` inside a scan here, against 0.15 us with the `rbg` PRNG), so "
-        "with few envs a step is dominated by key splitting, and a reset drawn every step "
-        "doubles the random draws. A per-env counter-based stream (or keys split once "
-        "before the scan, as `es_toolkit.rollout` does) avoids it.",
-    ]
+            ratios.append(f"{n:,} env{'s' if n > 1 else ''}: {fast / slow:.3g}x")
+    return ratios
 
 
 # --------------------------------------------------------------------------------------
@@ -614,21 +502,14 @@ def parse_args(argv):
     if unknown:
         parser.error(f"unknown task(s) {unknown}; choose from {list(SOLVE_ENVS)}")
     if args.output is None and not quick:
-        args.output = ROOT / "docs" / "benchmarks.md"
+        args.output = _bench.BENCHMARKS_DOC
     return args
 
 
 def reproduce_command(argv):
     """The command line without the options that only say where results go."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in ("--json", "--output", "--from-json"):
-            skip = True
-        elif not arg.startswith(("--json=", "--output=", "--from-json=")):
-            kept.append(arg)
-    return " ".join([".venv/bin/python", "scripts/bench_envs.py", *kept])
+    command = ".venv/bin/python scripts/bench_envs.py"
+    return _bench.reproduce_command(command, argv, ("--json", "--output", "--from-json"))
 
 
 def main(argv=None):
@@ -654,7 +535,7 @@ def main(argv=None):
         payload = {"meta": meta, "throughput": rows, "solve": solved}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     if args.output:
-        write_section(args.output, SECTION_TITLE, section)
+        _bench.write_section(args.output, SECTION_TITLE, section)
         print(f"wrote the section {SECTION_TITLE!r} of {args.output}", file=sys.stderr)
 
 

@@ -34,27 +34,24 @@ Usage::
 """
 
 import argparse
-import datetime
-import json
 import multiprocessing
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import _bench
 import jax
 import numpy as np
-from _benchmarks_doc import write_section
 
 from es_toolkit import gym as gym_lib
+from es_toolkit.gym import _shared
+from es_toolkit.gym.episodes import ENVS_PER_WORKER
 from es_toolkit.policies import batch_obs_stats, make_policy
 from es_toolkit.strategies import open_es
 
-ROOT = Path(__file__).resolve().parent.parent
 SECTION_TITLE = "## Gymnasium rollout workers"
 # (env id, members per generation): 64 is what the tuned defaults of all three envs train
 # with (train.TASK_DEFAULTS), one episode each; CartPole's short episodes also at 256.
@@ -71,6 +68,12 @@ LEARNING = {
     "LunarLanderContinuous-v3": (200.0, 1200.0),
 }
 TARGET_PER_CORE = 0.8
+POLICIES = (
+    # name, (observation size, action size, hidden sizes)
+    ("HalfCheetah linear 17 -> 6", (17, 6, ())),
+    ("MLP 17 -> 64 -> 64 -> 6", (17, 6, (64, 64))),
+    ("MLP 376 -> 256 -> 256 -> 17", (376, 17, (256, 256))),
+)
 
 
 def raw_loop(env_id: str, seconds: float, seed: int = 0) -> float:
@@ -203,10 +206,10 @@ def parameter_transport(d_in: int, d_out: int, hidden: tuple[int, ...], batch: i
     members = jax.tree.map(np.asarray, ask(key, state, 0, batch))
     size = sum(leaf[0].size for leaf in jax.tree.leaves(members))
 
-    fd = gym_lib.shared.open_file()
+    fd = _shared.open_file()
 
     def received():
-        jax.tree.map(np.array, gym_lib.shared.read(fd, gym_lib.shared.write(fd, members)))
+        jax.tree.map(np.array, _shared.read(fd, _shared.write(fd, members)))
 
     def regenerated():
         jax.tree.map(np.asarray, ask(key, state, 8, batch))
@@ -226,33 +229,70 @@ def parameter_transport(d_in: int, d_out: int, hidden: tuple[int, ...], batch: i
 
 
 def learning_run(env_id: str, out: Path) -> dict:
-    start = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "train.py"),
-            "--env",
-            env_id,
-            "--out",
-            str(out),
-            "--overwrite",
-            "--quiet",
-        ],
-        check=True,
-    )
-    wall = time.perf_counter() - start
-    summary = json.loads((out / "result.json").read_text())
-    return {**summary, "wall_s": wall}
+    run = _bench.train_in_fresh_process(env_id, out)
+    if "error" in run:
+        raise RuntimeError(f"scripts/train.py --env {env_id} failed: {run['error']}")
+    return run
 
 
-def previous_learning_table(path: Path) -> list[str]:
-    """The learning subsection of an earlier run, kept when this run skips learning."""
-    text = path.read_text() if path.exists() else ""
-    start = text.find("### Learning", text.find(SECTION_TITLE))
-    if text.find(SECTION_TITLE) < 0 or start < 0:
-        return []
-    end = text.find("\n## ", start)
-    return ["", *text[start : len(text) if end < 0 else end].rstrip().splitlines()]
+def throughput_table(rounds: int, seconds: float, cores: int) -> tuple[str, list[float]]:
+    """The steps-per-second table and its ratios (one and every core, per row)."""
+    lines = [
+        "| env | population | raw loop, 1 process | ours, 1 worker | ratio | raw loop, "
+        f"{cores} processes | ours, {cores} workers | ratio per core | mean episode |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    ratios = []
+    for env_id, population in THROUGHPUT:
+        one = throughput(env_id, population, 1, rounds, seconds)
+        every = throughput(env_id, population, cores, rounds, seconds)
+        ratios += [one["ratio"], every["ratio"]]
+        lines.append(
+            f"| {env_id} | {population} | {one['raw']:,.0f} | {one['ours']:,.0f} | "
+            f"{one['ratio']:.2f} | "
+            f"{every['raw']:,.0f} | {every['ours']:,.0f} | {every['ratio']:.2f} | "
+            f"{every['episode']:.0f} |"
+        )
+        print(lines[-1], flush=True)
+    return "\n".join(lines), ratios
+
+
+def parameters_table() -> tuple[str, list[str]]:
+    """The receive-or-regenerate table and the policies for which receiving is cheaper."""
+    lines = [
+        "| policy | parameters | receive (shared file), us/member "
+        "| regenerate (jitted ask), us/member |",
+        "|---|---:|---:|---:|",
+    ]
+    cheaper = []
+    for name, shape in POLICIES:
+        size, times = parameter_transport(*shape)
+        lines.append(f"| {name} | {size:,} | {times['receive']:.1f} | {times['regenerate']:.1f} |")
+        print(lines[-1], flush=True)
+        if times["receive"] <= times["regenerate"]:
+            cheaper.append(name)
+    return "\n".join(lines), cheaper
+
+
+def learning_table() -> str:
+    lines = [
+        "| env | final return | episodes | target | wall s | budget s | generations "
+        "| env steps | target met |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for env_id, (target, budget) in LEARNING.items():
+            run = learning_run(env_id, Path(tmp) / env_id)
+            ok = run["final_return_mean"] >= target and run["process_s"] <= budget
+            lines.append(
+                f"| {env_id} | {run['final_return_mean']:.1f} +- {run['final_return_std']:.1f} "
+                f"| {run['final_eval_episodes']} | {target:.0f} | {run['process_s']:.0f} | "
+                f"{budget:.0f} | {run['generations']} | {run['env_steps']:,} | "
+                + ("met" if ok else "missed")
+                + " |"
+            )
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -265,109 +305,42 @@ def main() -> None:
     seconds = 0.5 if args.quick else args.seconds
     args.rounds = 2 if args.quick else args.rounds
     cores = gym_lib.available_cores()
-    lines = [
-        SECTION_TITLE,
-        "",
-        f"`scripts/bench_gym.py` on {platform.machine()} with {cores} cores, "
-        f"{datetime.date.today()}: see the script's docstring for the method. Shared "
-        f"machine: steps per second are medians of {args.rounds} rounds of {seconds:g} s, "
-        "the raw loop and ours taking turns; a ratio is the median of the rounds' ratios.",
-        "",
-        "### Steps per second",
-        "",
-        "| env | population | raw loop, 1 process | ours, 1 worker | ratio | raw loop, "
-        f"{cores} processes | ours, {cores} workers | ratio per core | mean episode |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    ratios = []
-    for env_id, population in THROUGHPUT:
-        one = throughput(env_id, population, 1, args.rounds, seconds)
-        every = throughput(env_id, population, cores, args.rounds, seconds)
-        ratios += [one["ratio"], every["ratio"]]
-        lines.append(
-            f"| {env_id} | {population} | {one['raw']:,.0f} | {one['ours']:,.0f} | "
-            f"{one['ratio']:.2f} | "
-            f"{every['raw']:,.0f} | {every['ours']:,.0f} | {every['ratio']:.2f} | "
-            f"{every['episode']:.0f} |"
-        )
-        print(lines[-1], flush=True)
-    met = sum(r >= TARGET_PER_CORE for r in ratios)
-    lines += [
-        "",
-        f"Target: ours at least {TARGET_PER_CORE:.0%} of the raw loop per core used: met in "
-        f"{met} of {len(ratios)} cells. Ours includes the policy's forward pass, observation "
-        "normalization and statistics, which the raw loop does not do, and each "
-        "generation's `ask`, seeds and statistics merge in the parent; the raw loop draws "
-        "its actions with `action_space.sample()`. Each worker steps "
-        f"{gym_lib.episodes.ENVS_PER_WORKER} envs side by side under one NumPy forward pass "
-        "(normalizing with arrays of the stacked observations' shape, so that NumPy's ufuncs "
-        "skip broadcasting) and records observations in one buffer per env; its free envs "
-        "take the next episode from a queue all workers share (a pipe), so "
-        "the workers finish a generation together with two messages each; the parent writes "
-        "a generation's members, seeds and statistics once to a file in memory that every "
-        "worker maps, and wakes them all with one write to a pipe they sleep on. It steps "
-        "its envs "
-        "without `gymnasium.make`'s bookkeeping wrappers (env checker, order enforcement, "
-        "time limit, which it counts itself) after the first generation, and checks "
-        "discrete actions with a fast path for NumPy int64 (the answers of "
-        "`Discrete.contains`, in 0.2 us instead of 2 us); the raw loop steps the wrapped "
-        "env, as users do.",
-        "",
-        "### Parameters: sent or regenerated",
-        "",
-        "| policy | parameters | receive (shared file), us/member "
-        "| regenerate (jitted ask), us/member |",
-        "|---|---:|---:|---:|",
-    ]
-    cheaper = []
-    for name, shape in (
-        ("HalfCheetah linear 17 -> 6", (17, 6, ())),
-        ("MLP 17 -> 64 -> 64 -> 6", (17, 6, (64, 64))),
-        ("MLP 376 -> 256 -> 256 -> 17", (376, 17, (256, 256))),
-    ):
-        size, times = parameter_transport(*shape)
-        lines.append(f"| {name} | {size:,} | {times['receive']:.1f} | {times['regenerate']:.1f} |")
-        print(lines[-1], flush=True)
-        if times["receive"] <= times["regenerate"]:
-            cheaper.append(name)
-    lines += [
-        "",
-        f"Receiving is cheaper for {len(cheaper)} of 3 policies"
-        + (f" ({', '.join(cheaper)})" if cheaper else "")
-        + "; either costs microseconds to a fraction of a millisecond per member against "
-        "milliseconds per episode. Workers receive the parameters, which keeps JAX (and a "
-        "compiled `ask` per worker) out of them.",
-    ]
+    text = _bench.prose("gym")
+    header = _bench.fill(
+        text["header"],
+        arch=platform.machine(),
+        cores=cores,
+        date=_bench.today(),
+        rounds=args.rounds,
+        seconds=f"{seconds:g}",
+    )
+    table, ratios = throughput_table(args.rounds, seconds, cores)
+    throughput_text = _bench.fill(
+        text["throughput"],
+        table=table,
+        target=f"{TARGET_PER_CORE:.0%}",
+        met=sum(r >= TARGET_PER_CORE for r in ratios),
+        cells=len(ratios),
+        envs_per_worker=ENVS_PER_WORKER,
+    )
+    table, cheaper = parameters_table()
+    parameters_text = _bench.fill(
+        text["parameters"],
+        table=table,
+        cheaper=len(cheaper),
+        policies=len(POLICIES),
+        which=f" ({', '.join(cheaper)})" if cheaper else "",
+    )
+    parts = [SECTION_TITLE, "", header, "", throughput_text, "", parameters_text]
     if args.learning and not args.quick:
-        lines += [
-            "",
-            "### Learning (tuned defaults, fresh process, compilation and final evaluation "
-            "included)",
-            "",
-            "| env | final return | episodes | target | wall s | budget s | generations "
-            "| env steps | target met |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
-        ]
-        with tempfile.TemporaryDirectory() as tmp:
-            for env_id, (target, budget) in LEARNING.items():
-                run = learning_run(env_id, Path(tmp) / env_id)
-                ok = run["final_return_mean"] >= target and run["wall_s"] <= budget
-                lines.append(
-                    f"| {env_id} | {run['final_return_mean']:.1f} +- {run['final_return_std']:.1f} "
-                    f"| {run['final_eval_episodes']} | {target:.0f} | {run['wall_s']:.0f} | "
-                    f"{budget:.0f} | {run['generations']} | {run['env_steps']:,} | "
-                    + ("met" if ok else "missed")
-                    + " |"
-                )
-                print(lines[-1], flush=True)
+        parts += ["", _bench.fill(text["learning"], table=learning_table())]
     elif not args.quick:
-        lines += previous_learning_table(ROOT / "docs" / "benchmarks.md")
-    section = "\n".join(lines) + "\n"
-    if args.quick:
-        print(section)
-    else:
-        write_section(ROOT / "docs" / "benchmarks.md", SECTION_TITLE, section)
-        print(section)
+        kept = _bench.previous_subsection(_bench.BENCHMARKS_DOC, SECTION_TITLE, "### Learning")
+        parts += ["", kept] if kept else []
+    section = "\n".join(parts) + "\n"
+    if not args.quick:
+        _bench.write_section(_bench.BENCHMARKS_DOC, SECTION_TITLE, section)
+    print(section)
 
 
 if __name__ == "__main__":

@@ -28,22 +28,17 @@ Usage::
 """
 
 import argparse
-import datetime
-import importlib.metadata
 import json
 import os
 import platform
-import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _benchmarks_doc import write_section
+import _bench
 
 SECTION_TITLE = "## Perturbed-function transform"
-RESULT_PREFIX = "BENCH_RESULT "
 KINDS = ("optax", "dropin", "grad", "fast", "floor")
 KIND_LABELS = {
     "optax": "optax `jax.grad`",
@@ -335,16 +330,7 @@ def run_subprocess(config, timeout_s, extra_env=None):
     """Runs one configuration in a fresh interpreter; returns its result or an error."""
     worker_config = {k: v for k, v in config.items() if k != "skip"}
     command = [sys.executable, __file__, "--worker", json.dumps(worker_config)]
-    env = {**os.environ, **(extra_env or {})}
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout_s} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
-    return {"error": f"exit code {proc.returncode}: {tail[0][:200]}"}
+    return _bench.run_for_result(command, timeout_s, extra_env)
 
 
 def describe(config):
@@ -532,12 +518,6 @@ def accuracy_table(result, sigmas, num_samples):
             mse = result[name][str(sigma)]
             cells.append(f"{mse:.3g} | {mse / reference[str(sigma)]:.3g}")
         lines.append(f"| {label} | {evaluations(option, num_samples)} | {' | '.join(cells)} |")
-    difference = result["max_abs_diff_default_vs_optax"]
-    lines += [
-        "",
-        f"Ours with default options vs optax, same keys: largest absolute difference between "
-        f"gradient entries {difference:.2g}.",
-    ]
     return "\n".join(lines)
 
 
@@ -576,8 +556,6 @@ def targets(configs, side_by_side, dims, num_samples):
     time in parentheses).
     """
     lines = [
-        *memory_targets(configs, max(dims), num_samples),
-        "",
         "| f | d | fast / floor (<= 1.5) | grad / fast (<= 2) | optax / grad (>= need) "
         "| optax / fast (>= need) | need |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -602,31 +580,6 @@ def targets(configs, side_by_side, dims, num_samples):
     return "\n".join(lines)
 
 
-def library_version():
-    """The commit of the checkout, and whether es_toolkit/ differs from it."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*command):
-        proc = subprocess.run(["git", *command], cwd=root, capture_output=True, text=True)
-        return proc.stdout.strip() if proc.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if not commit:
-        return "es_toolkit (no git checkout)"
-    dirty = " with local changes" if git("status", "--porcelain", "es_toolkit") else ""
-    return f"es_toolkit at commit {commit}{dirty}"
-
-
-def machine_description():
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        match = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        if match:
-            model = match.group(1).strip()
-    return f"{os.cpu_count()}-core CPU ({model}), {platform.system()}"
-
-
 def load_range(configs):
     loads = [load for config in configs for load in config.get("loads", [])]
     if not loads:
@@ -634,96 +587,75 @@ def load_range(configs):
     return f"1-minute load average {min(loads):.1f} to {max(loads):.1f} during this run"
 
 
-def method_notes(args, timing):
-    """How the timing tables were measured, as markdown bullet points."""
+def run_metadata(argv, library):
+    """Where and how a run happened, saved with its results."""
+    return {
+        "argv": argv,
+        "machine": _bench.machine_description(),
+        "versions": _bench.package_versions(("jax", "jaxlib", "optax")),
+        "python": platform.python_version(),
+        "library": library,
+        "date": _bench.today(),
+    }
+
+
+def build_section(args, meta, timing, side_by_side, sweep, accuracy):
+    text = _bench.prose("perturb")
     base = [c["result"]["base_rss_mb"] for c in timing if ok(c["result"])]
-    runtime = f"{min(base):.0f}-{max(base):.0f} MB" if base else "-"
-    directions = args.num_samples // 2
-    return [
-        f"- Gradient of f_sigma at x = normal(key(1), (d,)): num_samples={args.num_samples}, "
-        f"sigma={args.sigma}, Normal noise, baseline on (optax's default).",
-        f"- Each configuration runs in a fresh process, {args.rounds} round(s) through all "
-        f"configurations in turn. Each process times {args.repeats} calls of the jitted "
-        "function after a warm-up call (`block_until_ready`) and takes their median; time / "
-        "call is the lowest of the rounds' medians (other jobs only add time). The "
-        f"chunk-size table is one round of {args.sweep_repeats} calls.",
-        "- CPU time / call: likewise from `time.process_time()` of the same calls, all threads "
-        "of the process. It counts the work done, not the waiting for a core another job "
-        "holds, so it is steadier than wall time on a shared machine; XLA runs 2 threads, "
-        "so CPU time is up to twice wall time.",
-        "- Compile: wall time of `jax.jit(fn).lower(key, x).compile()`.",
-        "- Peak RSS: `ru_maxrss` of that process, including the Python interpreter and JAX "
-        f"runtime ({runtime} before the function is built). XLA temp: the compiled "
-        "program's scratch buffers (`compiled.memory_analysis().temp_size_in_bytes`).",
-        "- vs optax: optax's time divided by the row's (higher is faster). optax and the "
-        "drop-in mode hold all samples at once; they are not run above "
-        f"{args.max_gb:g} GB of estimated memory ({BYTES_PER_SAMPLE_ENTRY} bytes x "
-        "num_samples x d).",
-        f"- Floor: draws the {directions} directions the antithetic fast path needs "
-        "(`normal(fold_in(key, j), (d,))`), chunked identically in a `lax.scan`, and "
-        f"evaluates f at all {args.num_samples} points x +- sigma z, summing the values: no "
-        "estimator work at all.",
-        f"- Other jobs may share the cores ({load_range(timing)}): wall times are then "
-        "noisy, and ratios within about 20% of a target are within the noise; see the "
-        "Targets section for how each target is judged.",
-    ]
-
-
-def build_section(args, timing, side_by_side, sweep, accuracy, command):
-    versions = ", ".join(
-        f"{name} {importlib.metadata.version(name)}" for name in ("jax", "jaxlib", "optax")
-    )
-    today = datetime.date.today().isoformat()
     parts = [
         SECTION_TITLE,
         "",
-        f"Machine: {machine_description()}; {versions}; Python {platform.python_version()}; "
-        f"{args.library}; {today}. Reproduce with:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        *method_notes(args, timing),
+        _bench.fill(
+            text["header"],
+            machine=meta["machine"],
+            versions=meta["versions"],
+            python=meta["python"],
+            library=meta["library"],
+            date=meta["date"],
+            command=reproduce_command(meta["argv"]),
+            num_samples=args.num_samples,
+            sigma=args.sigma,
+            rounds=args.rounds,
+            repeats=args.repeats,
+            sweep_repeats=args.sweep_repeats,
+            runtime=f"{min(base):.0f}-{max(base):.0f} MB" if base else "-",
+            max_gb=f"{args.max_gb:g}",
+            bytes_per_entry=BYTES_PER_SAMPLE_ENTRY,
+            directions=args.num_samples // 2,
+            load_range=load_range(timing),
+        ),
     ]
     for objective_name, formula in OBJECTIVES.items():
-        parts += ["", f"### f(x) = {formula}", "", timing_table(timing, objective_name, args.dims)]
+        table = timing_table(timing, objective_name, args.dims)
+        parts += ["", _bench.fill(text["objective"], formula=formula, table=table)]
     if sweep:
-        parts += [
-            "",
-            f"### Chunk size at d={args.sweep_d:.0e} (f = sum(x**2))",
-            "",
-            f"Chosen chunk: {args.chunk_size} samples.",
-            "",
-            chunk_table(sweep, timing, args.sweep_d),
-        ]
+        table = chunk_table(sweep, timing, args.sweep_d)
+        chunk_sweep = text["chunk_sweep"]
+        d = f"{args.sweep_d:.0e}"
+        parts += ["", _bench.fill(chunk_sweep, d=d, chunk_size=args.chunk_size, table=table)]
     parts += [
         "",
-        "### Targets",
-        "",
-        "fast / floor and grad / fast: ratio of the three chunked functions compiled in one "
-        f"process and called in turn, median of {args.repeats} calls each (in parentheses: "
-        "the ratio of the separate-process times above). optax ratios: separate-process wall "
-        "time (in parentheses: CPU time). need: 3x on sum(x**2) from num_samples x d = 1e7 "
-        "(d >= 1e4), else 1x.",
-        "",
-        targets(timing, side_by_side, args.dims, args.num_samples),
+        _bench.fill(
+            text["targets"],
+            repeats=args.repeats,
+            memory_targets="\n".join(memory_targets(timing, max(args.dims), args.num_samples)),
+            table=targets(timing, side_by_side, args.dims, args.num_samples),
+        ),
     ]
     if accuracy is not None:
+        table = accuracy_table(accuracy, args.sigmas, args.num_samples)
+        if "error" not in accuracy:
+            difference = f"{accuracy['max_abs_diff_default_vs_optax']:.2g}"
+            table += "\n\n" + _bench.fill(text["accuracy_difference"], difference=difference)
         parts += [
             "",
-            f"### Accuracy: gradient MSE on the sphere (d={args.accuracy_d})",
-            "",
-            f"f(x) = sum(x**2), whose Gaussian-smoothed gradient is exactly 2x; x = "
-            f"normal(key(123), ({args.accuracy_d},)); num_samples={args.num_samples}; MSE = "
-            f"mean over {args.accuracy_keys} keys of mean((ĝ - 2x)²). Ratio = MSE / MSE of "
-            "optax with baseline (lower is better). The baseline f(x) costs one extra "
-            "evaluation, so the rows with a baseline use num_samples + 1 evaluations; "
-            "antithetic rows run without it, since a mirrored pair cancels any baseline "
-            "exactly. Orthogonal directions are orthogonal within blocks of min(d, number of "
-            "directions) = d here.",
-            "",
-            accuracy_table(accuracy, args.sigmas, args.num_samples),
+            _bench.fill(
+                text["accuracy"],
+                d=args.accuracy_d,
+                num_samples=args.num_samples,
+                keys=args.accuracy_keys,
+                table=table,
+            ),
         ]
     return "\n".join(parts) + "\n"
 
@@ -752,6 +684,10 @@ def parse_args(argv):
     parser.add_argument("--accuracy-d", type=int, default=100)
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     parser.add_argument("--output", type=Path, help="markdown file to update")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--from-json", type=Path, help="rebuild the section from a --json file, measuring nothing"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     args.dims = [int(d) for d in (args.dims or ([1e3] if quick else [1e3, 1e4, 1e5, 1e6]))]
@@ -763,22 +699,29 @@ def parse_args(argv):
     args.rounds = args.rounds or (1 if quick else 2)
     args.accuracy_keys = args.accuracy_keys or (3 if quick else 20)
     if args.output is None and not quick:
-        args.output = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+        args.output = _bench.BENCHMARKS_DOC
     return args
 
 
 def reproduce_command(argv):
-    return " ".join([".venv/bin/python", "scripts/bench_perturb.py", *argv])
+    """The command line without the options that only say where results go."""
+    command = ".venv/bin/python scripts/bench_perturb.py"
+    return _bench.reproduce_command(command, argv, ("--json", "--output", "--from-json"))
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.worker:
-        result = run_worker(json.loads(args.worker))
-        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        _bench.print_result(run_worker(json.loads(args.worker)))
         return
-    args.library = library_version()  # before the run, which may take an hour
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        run_args = parse_args(saved["meta"]["argv"])
+        results = [saved[name] for name in ("timing", "side_by_side", "sweep", "accuracy")]
+        report(args.output, build_section(run_args, saved["meta"], *results))
+        return
+    library = _bench.library_version()  # before the run, which may take an hour
     max_bytes = args.max_gb * 1e9
     timing = timing_configs(
         args.dims, args.num_samples, args.sigma, args.chunk_size, args.repeats, max_bytes
@@ -804,12 +747,20 @@ def main(argv=None):
     # Not timed. One BLAS thread: multithreaded QR (orthogonal=True) crawls on a busy machine.
     accuracy = run_subprocess(accuracy_config, args.timeout, {"OPENBLAS_NUM_THREADS": "1"})
     print(f"[accuracy] {'FAILED ' + accuracy['error'] if 'error' in accuracy else 'done'}")
-    section = build_section(args, timing, side_by_side, sweep, accuracy, reproduce_command(argv))
-    if args.output is None:
+    meta = run_metadata(argv, library)
+    if args.json:
+        results = {"timing": timing, "side_by_side": side_by_side, "sweep": sweep}
+        payload = {"meta": meta, **results, "accuracy": accuracy}
+        args.json.write_text(json.dumps(payload, indent=1) + "\n")
+    report(args.output, build_section(args, meta, timing, side_by_side, sweep, accuracy))
+
+
+def report(output, section):
+    if output is None:
         print(section)
     else:
-        write_section(args.output, SECTION_TITLE, section)
-        print(f"wrote {args.output}")
+        _bench.write_section(output, SECTION_TITLE, section)
+        print(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ Usage::
 """
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -37,10 +36,15 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import _bench
+
 SECTION_TITLE = "## Scaling over devices and processes"
 TARGET_SPEEDUP = 1.6
 MLP_POPULATION = 1024
+WORKLOAD_NAMES = {
+    "mlp": "MLP regression, d = 4,801, population 1,024",
+    "cartpole": "CartPole-v1 training, population 256",
+}
 
 
 def mlp_objective():
@@ -183,12 +187,10 @@ def accelerator_check(path: str) -> None:
     print(json.dumps(result), flush=True)
 
 
-def accelerator_lines(path: Path) -> list[str]:
+def accelerator_text(text: dict[str, str], path: Path) -> str:
     result = json.loads(path.read_text())
     names = {"mlp": "MLP regression, d = 4,801", "cartpole": "CartPole-v1 training"}
     lines = [
-        f"### On an accelerator: {result['count']} x {result['device']} (jax {result['jax']})",
-        "",
         f"| workload | population | unsharded | sharded over {result['count']} device(s) |",
         "|---|---:|---:|---:|",
     ]
@@ -198,14 +200,14 @@ def accelerator_lines(path: Path) -> list[str]:
             f"| {names[row['workload']]} | {row['population']:,} | {unsharded:.1f} | "
             f"{sharded:.1f} |"
         )
-    lines += [
-        "",
-        "Generations per second, from `python scripts/bench_scaling.py --accelerator FILE` on "
-        "the accelerator machine. The sharded and unsharded MLP runs (20 generations) ended "
-        f"{result['max_abs_difference']:.1e} apart (largest parameter difference).",
-        "",
-    ]
-    return lines
+    return _bench.fill(
+        text["accelerator"],
+        count=result["count"],
+        device=result["device"],
+        jax=result["jax"],
+        table="\n".join(lines),
+        difference=f"{result['max_abs_difference']:.1e}",
+    )
 
 
 def bytes_moved(d: int, population: int, devices: int = 4) -> tuple[int, list]:
@@ -224,6 +226,48 @@ def bytes_moved(d: int, population: int, devices: int = 4) -> tuple[int, list]:
     compiled = jax.jit(parallel.shard(generation, devices)).lower(jax.random.key(0), state)
     found = parallel.collectives(compiled.compile())
     return sum(c.bytes for c in found), found
+
+
+def generations_text(text: dict[str, str], quick: bool) -> str:
+    """Generations per second over forced devices and pinned processes, and the target."""
+    generations = 2 if quick else 10
+    lines = [
+        "| workload | 1 device | 2 devices | 4 devices | 1 process, 1 core | "
+        "2 processes, 1 core each | speedup |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    speedups = {}
+    for workload, name in WORKLOAD_NAMES.items():
+        by_devices = [run_worker(workload, devices=n, generations=generations) for n in (1, 2, 4)]
+        one = run_worker(workload, generations=generations, pin=True)
+        two = run_worker(workload, processes=2, generations=generations, pin=True)
+        speedups[workload] = two / one
+        lines.append(
+            f"| {name} | " + " | ".join(f"{r:.1f}" for r in by_devices)
+            + f" | {one:.1f} | {two:.1f} | {two / one:.2f}x |"
+        )  # fmt: skip
+        print(lines[-1], flush=True)
+    return _bench.fill(
+        text["generations"],
+        table="\n".join(lines),
+        target=TARGET_SPEEDUP,
+        speedup=f"{speedups['mlp']:.2f}x",
+        verdict="met" if speedups["mlp"] >= TARGET_SPEEDUP else "missed",
+    )
+
+
+def bytes_text(text: dict[str, str], quick: bool) -> str:
+    lines = [
+        "| d | population | collectives (per device) | bytes | population matrix |",
+        "|---:|---:|---|---:|---:|",
+    ]
+    for d in (1_000, 100_000) if quick else (1_000, 10_000, 100_000):
+        for population in (256, 4096):
+            total, found = bytes_moved(d, population)
+            ops = ", ".join(f"{c.op} {'x'.join(map(str, c.shapes[0]))}" for c in found)
+            lines.append(f"| {d:,} | {population:,} | {ops} | {total:,} | {population * d * 4:,} |")
+            print(lines[-1], flush=True)
+    return _bench.fill(text["bytes"], table="\n".join(lines))
 
 
 def main() -> None:
@@ -251,75 +295,20 @@ def main() -> None:
         return
     # The bytes table compiles for 4 devices in this process.
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
-    generations = {"mlp": 2 if args.quick else 10, "cartpole": 2 if args.quick else 10}
-    lines = [
-        SECTION_TITLE,
-        "",
-        f"`scripts/bench_scaling.py` on {platform.machine()} with {os.cpu_count()} cores, "
-        f"{datetime.date.today()}: see the script's docstring for the method.",
-        "",
-    ]
+    text = _bench.prose("scaling")
+    header = _bench.fill(
+        text["header"], arch=platform.machine(), cores=os.cpu_count(), date=_bench.today()
+    )
+    parts = [SECTION_TITLE, "", header]
     if not args.bytes_only:
-        lines += [
-            "### Generations per second",
-            "",
-            "| workload | 1 device | 2 devices | 4 devices | 1 process, 1 core | "
-            "2 processes, 1 core each | speedup |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        speedups = {}
-        for workload in ("mlp", "cartpole"):
-            g = generations[workload]
-            by_devices = [run_worker(workload, devices=n, generations=g) for n in (1, 2, 4)]
-            one = run_worker(workload, generations=g, pin=True)
-            two = run_worker(workload, processes=2, generations=g, pin=True)
-            speedups[workload] = two / one
-            name = (
-                "MLP regression, d = 4,801, population 1,024"
-                if workload == "mlp"
-                else "CartPole-v1 training, population 256"
-            )
-            lines.append(
-                f"| {name} | " + " | ".join(f"{r:.1f}" for r in by_devices)
-                + f" | {one:.1f} | {two:.1f} | {two / one:.2f}x |"
-            )  # fmt: skip
-            print(lines[-1], flush=True)
-        met = speedups["mlp"] >= TARGET_SPEEDUP
-        lines += [
-            "",
-            f"Target: 2 processes at least {TARGET_SPEEDUP}x 1 process on the compute-bound "
-            f"objective: {speedups['mlp']:.2f}x, {'met' if met else 'missed'}. Forced CPU "
-            "devices share the machine's cores, so more devices than cores add no compute; "
-            "they show the cost of sharding itself.",
-            "",
-        ]
+        parts += ["", generations_text(text, args.quick)]
     if args.accelerator_results:
-        lines += accelerator_lines(args.accelerator_results)
-    lines += [
-        "### Bytes moved between devices per generation (OpenAI-ES, 4 devices)",
-        "",
-        "| d | population | collectives (per device) | bytes | population matrix |",
-        "|---:|---:|---|---:|---:|",
-    ]
-    for d in (1_000, 100_000) if args.quick else (1_000, 10_000, 100_000):
-        for population in (256, 4096):
-            total, found = bytes_moved(d, population)
-            ops = ", ".join(f"{c.op} {'x'.join(map(str, c.shapes[0]))}" for c in found)
-            lines.append(f"| {d:,} | {population:,} | {ops} | {total:,} | {population * d * 4:,} |")
-            print(lines[-1], flush=True)
-    lines += [
-        "",
-        "Only the fitness (all-gather of population floats) and the d-sized sum of weighted "
-        "noise (all-reduce) cross devices: bytes grow with d + population, never with "
-        "their product.",
-    ]
-    section = "\n".join(lines) + "\n"
+        parts += ["", accelerator_text(text, args.accelerator_results)]
+    parts += ["", bytes_text(text, args.quick)]
+    section = "\n".join(parts) + "\n"
     print(section)
     if not args.quick:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from _benchmarks_doc import write_section
-
-        write_section(ROOT / "docs" / "benchmarks.md", SECTION_TITLE, section)
+        _bench.write_section(_bench.BENCHMARKS_DOC, SECTION_TITLE, section)
 
 
 if __name__ == "__main__":

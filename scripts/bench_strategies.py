@@ -33,31 +33,26 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
-import contextlib
-import datetime
-import importlib.metadata
 import json
 import math
 import platform
 import re
 import resource
 import statistics
-import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from _benchmarks_doc import write_section
+import _bench
 
-ROOT = Path(__file__).resolve().parent.parent
 SECTION_TITLE = "## ES strategies against evosax"
 INSTALL_COMMAND = (
     'python3 -m venv .venv-bench && .venv-bench/bin/pip install -e . "jax==0.10.2" '
     '"jaxlib==0.10.2" "evosax==0.3.2"'
 )
 RUN_COMMAND = "OPENBLAS_NUM_THREADS=1 .venv-bench/bin/python scripts/bench_strategies.py"
-RESULT_PREFIX = "BENCH_RESULT "
+VERSIONS_OF = ("jax", "jaxlib", "optax", "evosax", "flax", "numpy")
 STRATEGIES = ("open_es", "pgpe", "snes", "ars")
 LABELS = {"open_es": "OpenAI-ES", "pgpe": "PGPE", "snes": "SNES", "ars": "ARS"}
 OBJECTIVES = ("sphere", "rosenbrock", "rastrigin")
@@ -468,21 +463,8 @@ def available_bytes():
 
 def run_memory_config(config, timeout):
     command = [sys.executable, str(Path(__file__).resolve()), "--memory-child", json.dumps(config)]
-    try:
-        completed = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return {**config, "ran": False, "error": f"timed out after {timeout:.0f} s"}
-    for line in completed.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
-    return {
-        **config,
-        "ran": False,
-        "error": f"exit code {completed.returncode}: {' | '.join(tail)}",
-    }
+    result = _bench.run_for_result(command, timeout)
+    return {**config, "ran": False, **result} if "error" in result else result
 
 
 def memory_rows(args):
@@ -659,37 +641,9 @@ def profile_all(args):
     return {"breakdown": profile_rows(args), "minimize": minimize_recompile(args)}
 
 
-HOW_IT_RUNS = """\
-How ours draws the noise. JAX lowers each Threefry hash on CPU to a while loop of 5
-iterations, and a direction's noise takes three dependent hashes (the member key's
-`fold_in`, `optax.tree.random_like`'s per-leaf split, the bits), so drawn through
-`jax.random` it costs 4 hash loops per generation with the generation's own `fold_in`
-(evosax: 3). `es_toolkit.threefry` computes the same numbers, bit for bit, with the 20
-rounds written out as `uint32` ops that XLA fuses into one pass with the Gaussian
-conversion, computed once per generation (a conditional keeps XLA from fusing it into
-each consumer); what loops remain are the benchmark's own `fold_in(key, g)`. The public
-`ask` then `tell` draws the noise twice (`tell` regenerates it from the key); `minimize`
-and the table run `base.evaluate_and_tell`, which, when the population is held at once,
-draws it once, builds the members from it and passes it to `tell(..., directions=z)`.
-Chunked evaluation and chunked strategies regenerate from the key, which bounds their
-memory.\
-"""
-
-
-def render_profile(args, profile):
+def render_profile(text, args, profile):
     breakdown = profile["breakdown"]
     lines = [
-        "### Where the time goes",
-        "",
-        "OpenAI-ES on the sphere, population "
-        f"{args.population_size}, the same settings as above, each variant one jitted "
-        "`lax.scan` over "
-        + ", ".join(f"{p['num_generations']:,} generations at d = {p['d']:,}" for p in breakdown)
-        + f"; time per generation = median over {args.profile_repeats} runs / generations. "
-        "'loops' counts the while loops in the compiled generation: on CPU each threefry "
-        "hash that goes through `jax.random` (a key fold, a key split or a bulk draw) is a "
-        "5-iteration while loop.",
-        "",
         "| variant | "
         + " | ".join(f"d = {p['d']:,}: us / gen | x evosax | loops" for p in breakdown)
         + " |",
@@ -703,35 +657,45 @@ def render_profile(args, profile):
                 f"{us:,.0f} | {us / p['us_per_generation']['evosax']:.2f} | {p['loops'][name]}"
             )
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "Reading it:", ""]
+    reading = []
     for p in breakdown:
         us, finals = p["us_per_generation"], p["finals"]
-        lines.append(
-            f"- d = {p['d']:,}: evosax takes {us['evosax']:,.0f} us per generation; ours "
-            f"{us['ours']:,.0f} us in `minimize`'s layout and {us['ours_plain']:,.0f} us as "
-            f"a plain scan body (one draw), against "
-            f"{us['ours_ask_tell']:,.0f} us through `ask` and `tell` with regeneration "
-            "(two draws). One draw of the "
-            f"population's noise costs {us['noise']:,.0f} us "
-            f"({us['noise'] / us['evosax']:.0%} of evosax's generation) with our per-member "
-            f"keys and {us['noise_one_call']:,.0f} us as one `normal` call. Final values "
-            f"(seed 0): {finals['ours']:.6g}, {finals['ours_plain']:.6g} and "
-            f"{finals['ours_ask_tell']:.6g}, the same computation."
+        reading.append(
+            _bench.fill(
+                text["profile_reading"],
+                d=f"{p['d']:,}",
+                **{name: f"{us[name]:,.0f}" for name in PROFILE_VARIANTS},
+                noise_share=f"{us['noise'] / us['evosax']:.0%}",
+                final=f"{finals['ours']:.6g}",
+                final_plain=f"{finals['ours_plain']:.6g}",
+                final_ask_tell=f"{finals['ours_ask_tell']:.6g}",
+            )
         )
-    lines += ["", HOW_IT_RUNS]
+    parts = [
+        _bench.fill(
+            text["profile"],
+            population_size=args.population_size,
+            generations=", ".join(
+                f"{p['num_generations']:,} generations at d = {p['d']:,}" for p in breakdown
+            ),
+            repeats=args.profile_repeats,
+            table="\n".join(lines),
+            reading="\n".join(reading),
+        )
+    ]
     call = profile.get("minimize")
     if call:
-        lines += [
-            "",
-            f"`minimize` caches its jitted block: two back-to-back calls with the same "
-            f"strategy and objective and another key (OpenAI-ES, sphere, d = {call['d']:,}, "
-            f"{call['num_generations']} generations in one block) took "
-            f"{call['seconds'][0]:.2f} s (with compilation) and {call['seconds'][1]:.2f} s; "
-            f"the generations themselves take about "
-            f"{call['num_generations'] * breakdown[0]['us_per_generation']['ours'] / 1e6:.2f}"
-            " s (profile above).",
-        ]
-    return "\n".join(lines)
+        seconds = call["num_generations"] * breakdown[0]["us_per_generation"]["ours"] / 1e6
+        cache = _bench.fill(
+            text["minimize_cache"],
+            d=f"{call['d']:,}",
+            generations=call["num_generations"],
+            first=f"{call['seconds'][0]:.2f}",
+            second=f"{call['seconds'][1]:.2f}",
+            expected=f"{seconds:.2f}",
+        )
+        parts += ["", cache]
+    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------
@@ -852,45 +816,11 @@ def memory_table(rows, main_size, target_mb):
     return "\n".join(lines)
 
 
-def summary_lines(rows):
-    speed_ok = sum(r["speed_met"] for r in rows)
-    quality_ok = sum(r["quality_met"] for r in rows)
-
-    def spread(name):
-        ratios = [r[name] for r in rows]
-        return (
-            f"median {statistics.median(ratios):.2f}x, range {min(ratios):.2f}x to "
-            f"{max(ratios):.2f}x"
-        )
-
-    return [
-        f"- Speed (ours >= evosax in both layouts): met on {speed_ok} of {len(rows)} rows; "
-        f"ratio in `minimize`'s layout {spread('speed_ratio')}, in a plain scan "
-        f"{spread('speed_ratio_plain')}.",
-        f"- Final values (as good within seed noise, or better): met on {quality_ok} of "
-        f"{len(rows)} rows.",
-    ]
-
-
-def versions():
-    names = ("jax", "jaxlib", "optax", "evosax", "flax", "numpy")
-    found = []
-    for name in names:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found.append(f"{name} {importlib.metadata.version(name)}")
-    return ", ".join(found)
-
-
-def machine():
-    cpu = "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()}-core {cpu}, {platform.system()}"
+def spread(rows, name):
+    ratios = [r[name] for r in rows]
+    return (
+        f"median {statistics.median(ratios):.2f}x, range {min(ratios):.2f}x to {max(ratios):.2f}x"
+    )
 
 
 def run_meta(argv, elapsed):
@@ -898,112 +828,79 @@ def run_meta(argv, elapsed):
     return {
         "argv": argv,
         "elapsed_s": elapsed,
-        "machine": machine(),
+        "machine": _bench.machine_description(),
         "python": platform.python_version(),
-        "versions": versions(),
+        "versions": _bench.package_versions(VERSIONS_OF),
         "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-        "date": datetime.date.today().isoformat(),
+        "date": _bench.today(),
     }
 
 
 def render(args, rows, memory, profile, meta):
+    text = _bench.prose("strategies")
     target_mb = args.memory_target_gb * 1024
-    runs_per_d = ", ".join(
-        f"{len(args.seeds) * rounds} runs at d = {d:,}"
-        for d, rounds in zip(args.dims, args.rounds, strict=True)
+    header = _bench.fill(
+        text["header"],
+        machine=meta["machine"],
+        python=meta["python"],
+        versions=meta["versions"],
+        openblas_threads=meta["openblas_threads"],
+        date=meta["date"],
+        minutes=f"{meta['elapsed_s'] / 60:.1f}",
+        command=reproduce_command(meta["argv"]),
     )
-    d_gens = ", ".join(
-        f"{g:,} at d = {d:,}" for d, g in zip(args.dims, args.generations, strict=True)
+    speed = _bench.fill(
+        text["speed"],
+        population_size=args.population_size,
+        generations=", ".join(
+            f"{g:,} at d = {d:,}" for d, g in zip(args.dims, args.generations, strict=True)
+        ),
+        x0_key=X0_KEY,
+        runs=", ".join(
+            f"{len(args.seeds) * rounds} runs at d = {d:,}"
+            for d, rounds in zip(args.dims, args.rounds, strict=True)
+        ),
+        first_seed=args.seeds[0],
+        last_seed=args.seeds[-1],
+        num_seeds=len(args.seeds),
+        solved=f"{SOLVED:g}",
+        table=speed_table(rows),
+        speed_met=sum(r["speed_met"] for r in rows),
+        quality_met=sum(r["quality_met"] for r in rows),
+        rows=len(rows),
+        spread=spread(rows, "speed_ratio"),
+        spread_plain=spread(rows, "speed_ratio_plain"),
+        hyperparameters=hyperparameter_table(rows),
     )
-    parts = [
-        SECTION_TITLE,
-        "",
-        f"Machine: {meta['machine']}; Python {meta['python']}; {meta['versions']}; "
-        f"OPENBLAS_NUM_THREADS={meta['openblas_threads']}; "
-        f"{meta['date']}; whole run {meta['elapsed_s'] / 60:.1f} min. "
-        "The machine was shared with other jobs, so timings are noisy.",
-        "",
-        "evosax is a benchmark-only tool, not an es_toolkit dependency; it lives in its own "
-        "virtual environment next to the dev one (the dev venv's jax is untouched). "
-        "Set up and reproduce from the repository root with:",
-        "",
-        "```",
-        "python3 -m venv .venv-bench",
-        '.venv-bench/bin/pip install -e . "jax==0.10.2" "jaxlib==0.10.2" "evosax==0.3.2"',
-        " ".join([RUN_COMMAND, *reproduce_args(meta["argv"])]).rstrip(),
-        "```",
-        "",
-        "(evosax 0.3.2 needs jax >= 0.5, flax >= 0.10, dotmap and matplotlib; pinning jax "
-        "keeps pip from upgrading it. `--quick` is a one-minute smoke run that prints the "
-        "tables without writing this file.)",
-        "",
-        "### Speed and final values",
-        "",
-        f"Population {args.population_size}, generations {d_gens}; the same algorithm, "
-        "hyperparameters and start on both sides. Start: x0 = `objective.init(key("
-        f"{X0_KEY}), d)`, uniform in the objective's customary bounds, the same x0 for "
-        "every seed and both libraries; the seed only changes the sampling key. Each side "
-        "is one jitted function running every generation in a `lax.scan`. Each of our "
-        "generations is `fold_in(key, g)` then `base.evaluate_and_tell` (what `minimize` "
-        "runs: the directions drawn once, the members built from them, the vmapped "
-        "objective, `tell(..., directions=z)`; fitness = -f), in two loop layouts: "
-        "`minimize`'s (each generation a `lax.cond` branch of the scan step, skipped once "
-        "done), without its best-point tracking, progress and callbacks, and a plain scan "
-        "(the generation is the scan body, the loop a user writes); evosax's is "
-        "`fold_in` + `split`, `ask`, vmapped objective, `tell` "
-        "(which also tracks its best member, as it always does). Metrics are unused on "
-        "both sides. gen/s = generations / median wall time of a whole run after "
-        f"compilation, over {runs_per_d} (seeds "
-        f"{args.seeds[0]}..{args.seeds[-1]}, the two libraries alternating). Final = f at "
-        f"the final mean; cells give the median over the {len(args.seeds)} seeds and "
-        "[min, max] (ours: `minimize`'s layout; the plain scan runs the same computation). "
-        "Ratio = ours gen/s / evosax gen/s. Target met = both ratios "
-        ">= 1 and final values as good within seed noise: our median at most evosax's "
-        "median plus the larger of the two seed spreads (max - min over the seeds), or "
-        f"below {SOLVED:g} f(x0) (the optimum, 0, to the float32 resolution of x).",
-        "",
-        speed_table(rows),
-        "",
-        *summary_lines(rows),
-        "",
-        "Hyperparameters (identical on both sides, chosen on evosax with seeds disjoint "
-        "from the benchmark's):",
-        "",
-        hyperparameter_table(rows),
-        "",
-    ]
+    parts = [SECTION_TITLE, "", header, "", speed]
     if memory:
         parts += [
-            f"### Memory at population {args.memory_population:,}, d = {args.memory_d:,}",
             "",
-            f"{args.memory_objective}, {args.memory_generations} generation(s) in the same "
-            "jitted loop as above, each configuration in its own process; peak RSS is that "
-            "process's `ru_maxrss`, and 'RSS after compile' the same just before the run "
-            "(Python, JAX, evosax/flax and compilation: the floor under every row). Ours: "
-            f"`strategy({args.memory_population:_}, ..., chunk_size=C)` "
-            f"with `evaluate(..., chunk_size=C)`, C = {args.chunk_size}, so noise and "
-            "members are only ever held for C members at a time. evosax holds the whole "
-            "population (and its noise) at once. XLA "
-            "buffers = temp + arguments + outputs + code from the compiled program's "
-            "`memory_analysis()`; evosax runs only if that is under "
-            f"{args.evosax_memory_fraction:.0%} of the memory available when it starts, "
-            "so it can never push the shared machine into the OOM killer. Target: ours "
-            f"under {args.memory_target_gb:g} GB.",
-            "",
-            memory_table(memory, True, target_mb),
-            "",
+            _bench.fill(
+                text["memory"],
+                population=f"{args.memory_population:,}",
+                d=f"{args.memory_d:,}",
+                objective=args.memory_objective,
+                generations=args.memory_generations,
+                population_code=f"{args.memory_population:_}",
+                chunk_size=args.chunk_size,
+                evosax_fraction=f"{args.evosax_memory_fraction:.0%}",
+                target_gb=f"{args.memory_target_gb:g}",
+                table=memory_table(memory, True, target_mb),
+            ),
         ]
         if any(not r.get("main_size") for r in memory):
             parts += [
-                f"Calibration at population {args.memory_population:,}, d = "
-                f"{args.calibration_d:,} (one tenth of the size, small enough to run "
-                "evosax): how XLA's estimate compares with the measured peak RSS.",
                 "",
-                memory_table(memory, False, target_mb),
-                "",
+                _bench.fill(
+                    text["calibration"],
+                    population=f"{args.memory_population:,}",
+                    d=f"{args.calibration_d:,}",
+                    table=memory_table(memory, False, target_mb),
+                ),
             ]
     if profile:
-        parts += [render_profile(args, profile), ""]
+        parts += ["", render_profile(text, args, profile)]
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -1066,7 +963,7 @@ def parse_args(argv):
     if args.calibration_d is None:
         args.calibration_d = 0 if quick else 10_000
     if args.output is None and not quick and not args.no_docs:
-        args.output = ROOT / "docs" / "benchmarks.md"
+        args.output = _bench.BENCHMARKS_DOC
     default_profile = {100: 50 if quick else 1000, 10_000: 20}
     args.profile_generations = args.profile_generations or [
         default_profile.get(d, 20) for d in args.dims
@@ -1099,17 +996,10 @@ def in_fresh_process(fn):
     return os.waitstatus_to_exitcode(status)
 
 
-def reproduce_args(argv):
-    """The command-line options that change results (not where the output goes)."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in ("--json", "--output"):
-            skip = True
-        elif arg != "--no-docs" and not arg.startswith(("--json=", "--output=")):
-            kept.append(arg)
-    return kept
+def reproduce_command(argv):
+    """The command line without the options that only say where results go."""
+    output_options = ("--json", "--output", "--from-json")
+    return _bench.reproduce_command(RUN_COMMAND, argv, output_options, ("--no-docs",))
 
 
 def main(argv=None):
@@ -1120,7 +1010,7 @@ def main(argv=None):
         def child():
             require_evosax()
             result = memory_child(json.loads(args.memory_child))
-            print(RESULT_PREFIX + json.dumps(result), flush=True)
+            _bench.print_result(result)
 
         sys.exit(in_fresh_process(child))
     if args.from_json:
@@ -1130,10 +1020,9 @@ def main(argv=None):
     import jax
 
     start = time.perf_counter()
-    log(
-        f"[setup] {versions()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; "
-        f"devices {jax.devices()}"
-    )
+    threads = os.environ["OPENBLAS_NUM_THREADS"]
+    versions = _bench.package_versions(VERSIONS_OF)
+    log(f"[setup] {versions}; OPENBLAS_NUM_THREADS={threads}; devices {jax.devices()}")
     rows = []
     for d, generations, rounds in zip(args.dims, args.generations, args.rounds, strict=True):
         for objective_name in args.objectives:
@@ -1177,7 +1066,7 @@ def report(args, rows, memory, profile, meta):
     print()
     print(section)
     if args.output:
-        write_section(args.output, SECTION_TITLE, section)
+        _bench.write_section(args.output, SECTION_TITLE, section)
         log(f"[done] wrote {args.output}; the run took {meta['elapsed_s'] / 60:.1f} min")
 
 

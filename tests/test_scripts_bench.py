@@ -1,0 +1,242 @@
+"""The benchmark scripts: their shared helper, their Markdown prose and a smoke run of each.
+
+Full benchmark runs take minutes to hours, so the sections are rendered here from made-up
+measurements (every placeholder of the prose must be filled), and the processes run only
+the quickest thing each script can do.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import _bench  # noqa: E402
+import bench_envs  # noqa: E402
+import bench_perturb  # noqa: E402
+import bench_strategies  # noqa: E402
+
+SCRIPT_NAMES = sorted(path.name for path in SCRIPTS.glob("bench_*.py"))
+
+
+def run_script(*args, timeout=120):
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The helper.
+# --------------------------------------------------------------------------------------
+
+
+def test_fill_replaces_placeholders_and_keeps_other_braces():
+    text = "Took {seconds} s for {n_envs} envs; a dict {'a': 1} and {Not_a_field} stay."
+    filled = _bench.fill(text, seconds=1.5, n_envs=64)
+    assert filled == "Took 1.5 s for 64 envs; a dict {'a': 1} and {Not_a_field} stay."
+
+
+def test_fill_names_a_missing_placeholder():
+    with pytest.raises(KeyError, match=r"\{table\}"):
+        _bench.fill("see {table}")
+
+
+def test_prose_splits_fragments(tmp_path, monkeypatch):
+    (tmp_path / "demo.md").write_text(
+        "<!-- fragment: one -->\nFirst {x}.\n\n<!-- fragment: two -->\n\nSecond.\n"
+    )
+    monkeypatch.setattr(_bench, "PROSE_DIR", tmp_path)
+    assert _bench.prose("demo") == {"one": "First {x}.", "two": "Second."}
+
+
+def test_write_section_replaces_only_its_own_section(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    _bench.write_section(doc, "## A", "## A\n\nold a\n")
+    _bench.write_section(doc, "## B", "## B\n\nb\n")
+    _bench.write_section(doc, "## A", "## A\n\nnew a\n")
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n")
+    assert text.endswith("## A\n\nnew a\n\n## B\n\nb\n")
+    assert "old a" not in text
+
+
+def test_previous_subsection_stops_at_the_next_section(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("## X\n\n### Learning\n\nnot this\n\n## A\n\n### Learning\n\nkept\n\n## B\n")
+    assert _bench.previous_subsection(doc, "## A", "### Learning") == "### Learning\n\nkept"
+    assert _bench.previous_subsection(doc, "## C", "### Learning") == ""
+
+
+def test_reproduce_command_drops_output_options():
+    argv = ["--quick", "--json", "r.json", "--output=doc.md", "--no-docs", "--rounds", "3"]
+    command = _bench.reproduce_command("bench", argv, ("--json", "--output"), ("--no-docs",))
+    assert command == "bench --quick --rounds 3"
+
+
+def test_run_for_result_reads_the_result_line_or_reports_the_failure():
+    result_line = f"print('noise'); print({_bench.RESULT_PREFIX!r} + '{{\"x\": 1}}')"
+    assert _bench.run_for_result([sys.executable, "-c", result_line], 60) == {"x": 1}
+    failed = _bench.run_for_result([sys.executable, "-c", "raise SystemExit('boom')"], 60)
+    assert failed["error"].startswith("exit code 1")
+    assert "boom" in failed["error"]
+
+
+def test_old_section_writer_name_still_imports():
+    import _benchmarks_doc
+
+    assert _benchmarks_doc.write_section is _bench.write_section
+
+
+# --------------------------------------------------------------------------------------
+# Sections rendered from made-up measurements.
+# --------------------------------------------------------------------------------------
+
+
+def fake_perturb_results(args):
+    timing = bench_perturb.timing_configs(
+        args.dims, args.num_samples, args.sigma, args.chunk_size, args.repeats, 1e9
+    )
+    side = bench_perturb.interleaved_configs(
+        args.dims, args.num_samples, args.sigma, args.chunk_size, args.repeats
+    )
+    sweep = bench_perturb.chunk_sweep_configs(
+        args.sweep_d, args.num_samples, args.sigma, [10, 40], args.sweep_repeats
+    )
+    for index, config in enumerate(timing + side + sweep):
+        config["loads"] = [1.5]
+        if config["skip"]:
+            config["result"] = {"skipped": True}
+        elif config["kind"] == "interleaved":
+            config["result"] = {"medians_s": {kind: 0.1 + index for kind in config["kinds"]}}
+        else:
+            config["result"] = {
+                "time_s": 0.1 * (index + 1),
+                "cpu_s": 0.2,
+                "compile_s": 1.0,
+                "peak_rss_mb": 300.0 + index,
+                "base_rss_mb": 250.0,
+                "xla_temp_mb": 2.0,
+            }
+    accuracy = {
+        option[0]: {str(s): 0.5 for s in args.sigmas} for option in bench_perturb.ACCURACY_OPTIONS
+    }
+    accuracy["max_abs_diff_default_vs_optax"] = 0.0
+    return timing, side, sweep, accuracy
+
+
+def test_perturb_section_renders_and_rebuilds_from_json(tmp_path):
+    argv = ["--dims", "1e3", "1e7"]
+    args = bench_perturb.parse_args(argv)
+    results = fake_perturb_results(args)
+    meta = bench_perturb.run_metadata(argv, "es_toolkit at commit abc")
+    section = bench_perturb.build_section(args, meta, *results)
+    assert section.startswith(bench_perturb.SECTION_TITLE + "\n\nMachine: ")
+    assert ".venv/bin/python scripts/bench_perturb.py --dims 1e3 1e7\n" in section
+    assert "| 1e+07 | optax `jax.grad` | - | does not fit |" in section
+    assert "### Chunk size at d=1e+06" in section
+    assert "gradient entries 0." in section
+    saved = tmp_path / "perturb.json"
+    names = ("timing", "side_by_side", "sweep", "accuracy")
+    saved.write_text(json.dumps({"meta": meta, **dict(zip(names, results, strict=True))}))
+    doc = tmp_path / "benchmarks.md"
+    proc = run_script("scripts/bench_perturb.py", "--from-json", str(saved), "--output", str(doc))
+    assert proc.returncode == 0, proc.stderr
+    assert doc.read_text().endswith(section)
+
+
+def test_envs_section_renders():
+    gym_names = bench_envs.GYM_NAMES
+    rows = [
+        {"env": env, "impl": impl, "num_envs": n, "num_steps": 10, "steps_per_s": rate,
+         "min": rate, "max": rate, "compile_s": 1.0}
+        for env in bench_envs.THROUGHPUT_ENVS
+        for impl, n, rate in (
+            (gym_names["single"], 1, 2e4),
+            (gym_names["vector"], 64, 1e6),
+            ("ours, random", 64, 4e6),
+            ("ours, jax.random", 64, 1e6),
+        )
+    ]  # fmt: skip
+    config = {key: 1 for key in ("population_size", "sigma", "learning_rate", "eval_every")}
+    config |= {"strategy": "open_es", "policy": "linear", "hidden_sizes": []}
+    config |= {key: None for key in ("episodes_per_member", "common_random_numbers")}
+    config |= {"normalize_obs": True, "eval_episodes": 10, "target_return": 475.0}
+    solved = [
+        {"env": "CartPole-v1", "process_s": 9.0, "config": config, "final_return_mean": 500.0,
+         "final_return_std": 0.0, "generations": 20, "env_steps": 1000, "wall_time_s": 5.0},
+        {"env": "Pendulum-v1", "error": "failed", "process_s": 2.0},
+    ]  # fmt: skip
+    meta = {"machine": "M", "software": "S", "date": "D", "command": "C", "rounds": 3}
+    section = bench_envs.build_section(meta, rows, solved)
+    assert (
+        "| CartPole, 64 envs: ours vs Gymnasium numpy-vectorized | 2x | 4M | 1M | 4x (met) |"
+        in section
+    )
+    assert "on CartPole at 64 envs: 4x." in section
+    assert "| Pendulum-v1 | -200 | failed |" in section
+
+
+def test_strategies_section_rebuilds_from_json_without_evosax(tmp_path):
+    argv = ["--objectives", "sphere", "--dims", "100", "--seeds", "3"]
+    args = bench_strategies.parse_args(argv)
+    rows = []
+    for strategy in args.strategies:
+        row = {"strategy": strategy, "objective": "sphere", "d": 100, "population_size": 256,
+               "num_generations": 1000, "f_x0": 30.0,
+               "hyperparameters": bench_strategies.hyperparameters(strategy, "sphere", 100),
+               "speed_ratio": 1.5, "speed_ratio_plain": 1.4}  # fmt: skip
+        for side in ("ours", "ours_plain", "evosax"):
+            row[side] = {"gen_per_s": 1000.0, "finals": [1e-3, 2e-3, 3e-3]}
+        rows.append(row)
+    meta = {"argv": argv, "elapsed_s": 60.0, "machine": "M", "python": "3", "versions": "V",
+            "openblas_threads": "1", "date": "D"}  # fmt: skip
+    saved = tmp_path / "strategies.json"
+    saved.write_text(json.dumps({"meta": meta, "rows": rows, "memory": [], "profile": {}}))
+    proc = run_script("scripts/bench_strategies.py", "--from-json", str(saved), "--no-docs")
+    assert proc.returncode == 0, proc.stderr
+    assert "met on 4 of 4 rows; ratio in `minimize`'s layout median 1.50x" in proc.stdout
+    assert "bench_strategies.py --objectives sphere --dims 100 --seeds 3\n" in proc.stdout
+
+
+# --------------------------------------------------------------------------------------
+# Processes: each script starts; the quickest real measurements run.
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_script_starts(script):
+    proc = run_script(f"scripts/{script}", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: ")
+
+
+def test_perturb_worker_measures_one_configuration():
+    config = {"kind": "fast", "objective": "sphere", "d": 100, "num_samples": 20,
+              "sigma": 0.1, "chunk_size": 10, "repeats": 1}  # fmt: skip
+    command = [sys.executable, "scripts/bench_perturb.py", "--worker", json.dumps(config)]
+    result = _bench.run_for_result(command, 120)
+    assert result["time_s"] > 0
+    assert result["peak_rss_mb"] > result["base_rss_mb"] > 0
+
+
+def test_strategies_without_evosax_says_how_to_install_it():
+    try:
+        import evosax  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("evosax is installed here")
+    proc = run_script("scripts/bench_strategies.py", "--quick")
+    assert proc.returncode == 2
+    assert bench_strategies.INSTALL_COMMAND in proc.stderr
+
+
+def test_scaling_bytes_table_quick():
+    proc = run_script("scripts/bench_scaling.py", "--quick", "--bytes-only", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| 1,000 | 256 | all-gather 256x1, all-reduce 1000 | 5,024 | 1,024,000 |" in proc.stdout
