@@ -82,22 +82,24 @@ def objective(name):
 def make_floor(fun, num_samples, sigma, chunk_size):
     """Noise for ``num_samples / 2`` directions and ``fun`` at all ``x +- sigma z``, summed.
 
-    Direction ``j`` is ``normal(fold_in(key, j), (d,))``; directions are visited
-    ``chunk_size / 2`` at a time in a ``lax.scan``, as the fast path does.
+    Direction ``j`` is drawn as the fast path draws it (``sampling.sample_directions``:
+    ``optax.tree.random_like(fold_in(key, j), x, normal)``, through the fused Threefry
+    where it applies); directions are visited ``chunk_size / 2`` at a time in a
+    ``lax.scan``, as the fast path does.
     """
     import jax
     import jax.numpy as jnp
 
+    from es_toolkit import Normal, sampling
+
     directions = num_samples // 2
     per_chunk = min(chunk_size // 2, directions)
     num_full, rest = divmod(directions, per_chunk)
+    draws = sampling.make_sampling(num_samples, Normal(), antithetic=True)
 
     def floor(key, x):
         def chunk_total(start, count):
-            indices = start + jnp.arange(count)
-            z = jax.vmap(lambda j: jax.random.normal(jax.random.fold_in(key, j), x.shape, x.dtype))(
-                indices
-            )
+            z = sampling.sample_directions(draws, key, start, count, x)
             return jnp.sum(jax.vmap(fun)(x + sigma * z)) + jnp.sum(jax.vmap(fun)(x - sigma * z))
 
         def step(total, index):

@@ -10,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import optax
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,6 +150,19 @@ def test_perturb_section_renders_and_rebuilds_from_json(tmp_path):
     proc = run_script("scripts/bench_perturb.py", "--from-json", str(saved), "--output", str(doc))
     assert proc.returncode == 0, proc.stderr
     assert doc.read_text().endswith(section)
+
+
+def test_perturb_floor_sums_f_over_the_mirrored_members():
+    """The floor's value is sum_j f(x + sigma z_j) + f(x - sigma z_j), with the fast path's
+    z_j = ``optax.tree.random_like(fold_in(key, j), x, normal)``: that sum written out."""
+    num_samples, sigma = 12, 0.3
+    key, x = jax.random.key(3), jnp.linspace(-1.0, 1.0, 5)
+    floor = bench_perturb.make_floor(bench_perturb.objective("abs"), num_samples, sigma, 4)
+    expected = 0.0
+    for j in range(num_samples // 2):
+        z = optax.tree.random_like(jax.random.fold_in(key, j), x, jax.random.normal)
+        expected += jnp.sum(jnp.abs(x + sigma * z)) + jnp.sum(jnp.abs(x - sigma * z))
+    assert jnp.allclose(jax.jit(floor)(key, x), expected, rtol=1e-5)
 
 
 def test_envs_section_renders():
