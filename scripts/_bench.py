@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_DOC = ROOT / "docs" / "benchmarks.md"
 PROSE_DIR = ROOT / "docs" / "benchmarks"
 RESULT_PREFIX = "BENCH_RESULT "
+OUTPUT_OPTIONS = ("--json", "--output", "--from-json")  # where results go, not what they are
 _FRAGMENT = re.compile(r"^<!-- fragment: ([a-z_]+) -->$", re.M)
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
@@ -131,7 +132,16 @@ def today() -> str:
     return datetime.date.today().isoformat()
 
 
-def reproduce_command(command: str, argv, output_options=(), output_flags=()) -> str:
+def add_output_options(parser) -> None:
+    """``OUTPUT_OPTIONS``: where the section goes, raw results saved and read back."""
+    parser.add_argument("--output", type=Path, help="markdown file to update")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--from-json", type=Path, help="rebuild the section from a --json file, measuring nothing"
+    )
+
+
+def reproduce_command(command: str, argv, output_options=OUTPUT_OPTIONS, output_flags=()) -> str:
     """``command`` followed by ``argv`` less the options that only say where results go
     (``output_options`` take a value, ``output_flags`` do not)."""
     kept, skip = [], False

@@ -42,6 +42,7 @@ import numpy as np
 from es_toolkit.envs import make as make_env
 
 SECTION_TITLE = "## JAX environments"
+COMMAND = ".venv/bin/python scripts/bench_envs.py"
 THROUGHPUT_ENVS = ("CartPole-v1", "Pendulum-v1")
 SOLVE_ENVS = {
     # env id: the final 100-episode return it must reach
@@ -484,11 +485,7 @@ def parse_args(argv):
     parser.add_argument("--solve", nargs="*", help="tasks to solve (default: all; none: skip)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per solve")
-    parser.add_argument("--output", type=Path, help="markdown file to update")
-    parser.add_argument("--json", type=Path, help="also write the raw results here")
-    parser.add_argument(
-        "--from-json", type=Path, help="rebuild the section from a --json file, measuring nothing"
-    )
+    _bench.add_output_options(parser)
     args = parser.parse_args(argv)
     quick = args.quick
     args.sizes = args.sizes or ([1, 64, 1024] if quick else [1, 64, 1024, 16384])
@@ -504,12 +501,6 @@ def parse_args(argv):
     if args.output is None and not quick:
         args.output = _bench.BENCHMARKS_DOC
     return args
-
-
-def reproduce_command(argv):
-    """The command line without the options that only say where results go."""
-    command = ".venv/bin/python scripts/bench_envs.py"
-    return _bench.reproduce_command(command, argv, ("--json", "--output", "--from-json"))
 
 
 def main(argv=None):
@@ -528,7 +519,7 @@ def main(argv=None):
         for env_id in args.solve:
             print(f"solving {env_id}", file=sys.stderr, flush=True)
             solved.append(solve(env_id, args.timeout, warm_cache=not args.quick))
-        meta = run_metadata(args, reproduce_command(argv))
+        meta = run_metadata(args, _bench.reproduce_command(COMMAND, argv))
     section = build_section(meta, rows, solved)
     print(section)
     if args.json:

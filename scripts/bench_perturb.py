@@ -34,11 +34,11 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import _bench
 
 SECTION_TITLE = "## Perturbed-function transform"
+COMMAND = ".venv/bin/python scripts/bench_perturb.py"
 KINDS = ("optax", "dropin", "grad", "fast", "floor")
 KIND_LABELS = {
     "optax": "optax `jax.grad`",
@@ -274,20 +274,27 @@ def noise_bytes(config):
     return BYTES_PER_SAMPLE_ENTRY * config["num_samples"] * config["d"]
 
 
+def make_config(kind, objective_name, d, num_samples, sigma, chunk_size, repeats):
+    """One configuration to run in a worker process."""
+    return {
+        "kind": kind,
+        "objective": objective_name,
+        "d": d,
+        "num_samples": num_samples,
+        "sigma": sigma,
+        "chunk_size": chunk_size,
+        "repeats": repeats,
+        "skip": False,
+    }
+
+
 def timing_configs(dims, num_samples, sigma, chunk_size, repeats, max_bytes):
     configs = []
     for objective_name in OBJECTIVES:
         for d in dims:
             for kind in KINDS:
-                config = {
-                    "kind": kind,
-                    "objective": objective_name,
-                    "d": d,
-                    "num_samples": num_samples,
-                    "sigma": sigma,
-                    "chunk_size": None if kind in UNCHUNKED_KINDS else chunk_size,
-                    "repeats": repeats,
-                }
+                chunk = None if kind in UNCHUNKED_KINDS else chunk_size
+                config = make_config(kind, objective_name, d, num_samples, sigma, chunk, repeats)
                 config["skip"] = kind in UNCHUNKED_KINDS and noise_bytes(config) > max_bytes
                 configs.append(config)
     return configs
@@ -296,15 +303,10 @@ def timing_configs(dims, num_samples, sigma, chunk_size, repeats, max_bytes):
 def interleaved_configs(dims, num_samples, sigma, chunk_size, repeats):
     return [
         {
-            "kind": "interleaved",
+            **make_config(
+                "interleaved", objective_name, d, num_samples, sigma, chunk_size, repeats
+            ),
             "kinds": list(INTERLEAVED),
-            "objective": objective_name,
-            "d": d,
-            "num_samples": num_samples,
-            "sigma": sigma,
-            "chunk_size": chunk_size,
-            "repeats": repeats,
-            "skip": False,
         }
         for objective_name in OBJECTIVES
         for d in dims
@@ -313,16 +315,7 @@ def interleaved_configs(dims, num_samples, sigma, chunk_size, repeats):
 
 def chunk_sweep_configs(d, num_samples, sigma, chunk_sizes, repeats):
     return [
-        {
-            "kind": kind,
-            "objective": "sphere",
-            "d": d,
-            "num_samples": num_samples,
-            "sigma": sigma,
-            "chunk_size": chunk,
-            "repeats": repeats,
-            "skip": False,
-        }
+        make_config(kind, "sphere", d, num_samples, sigma, chunk, repeats)
         for chunk in chunk_sizes
         for kind in SWEPT
     ]
@@ -609,12 +602,8 @@ def build_section(args, meta, timing, side_by_side, sweep, accuracy):
         "",
         _bench.fill(
             text["header"],
-            machine=meta["machine"],
-            versions=meta["versions"],
-            python=meta["python"],
-            library=meta["library"],
-            date=meta["date"],
-            command=reproduce_command(meta["argv"]),
+            **meta,
+            command=_bench.reproduce_command(COMMAND, meta["argv"]),
             num_samples=args.num_samples,
             sigma=args.sigma,
             rounds=args.rounds,
@@ -685,11 +674,7 @@ def parse_args(argv):
     parser.add_argument("--accuracy-keys", type=int)
     parser.add_argument("--accuracy-d", type=int, default=100)
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.01, 0.1, 1.0])
-    parser.add_argument("--output", type=Path, help="markdown file to update")
-    parser.add_argument("--json", type=Path, help="also write the raw results here")
-    parser.add_argument(
-        "--from-json", type=Path, help="rebuild the section from a --json file, measuring nothing"
-    )
+    _bench.add_output_options(parser)
     args = parser.parse_args(argv)
     quick = args.quick
     args.dims = [int(d) for d in (args.dims or ([1e3] if quick else [1e3, 1e4, 1e5, 1e6]))]
@@ -703,12 +688,6 @@ def parse_args(argv):
     if args.output is None and not quick:
         args.output = _bench.BENCHMARKS_DOC
     return args
-
-
-def reproduce_command(argv):
-    """The command line without the options that only say where results go."""
-    command = ".venv/bin/python scripts/bench_perturb.py"
-    return _bench.reproduce_command(command, argv, ("--json", "--output", "--from-json"))
 
 
 def main(argv=None):

@@ -841,13 +841,9 @@ def render(args, rows, memory, profile, meta):
     target_mb = args.memory_target_gb * 1024
     header = _bench.fill(
         text["header"],
-        machine=meta["machine"],
-        python=meta["python"],
-        versions=meta["versions"],
-        openblas_threads=meta["openblas_threads"],
-        date=meta["date"],
+        **meta,
         minutes=f"{meta['elapsed_s'] / 60:.1f}",
-        command=reproduce_command(meta["argv"]),
+        command=_bench.reproduce_command(RUN_COMMAND, meta["argv"], output_flags=("--no-docs",)),
     )
     speed = _bench.fill(
         text["speed"],
@@ -936,10 +932,8 @@ def parse_args(argv):
         help="run evosax's memory configuration only below this share of available memory",
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per subprocess")
-    parser.add_argument("--output", type=Path, help="markdown file to update")
+    _bench.add_output_options(parser)
     parser.add_argument("--no-docs", action="store_true", help="print only")
-    parser.add_argument("--json", type=Path, help="also write the raw results here")
-    parser.add_argument("--from-json", type=Path, help="only rebuild the report from a --json file")
     parser.add_argument("--skip-profile", action="store_true", help="no cost breakdown")
     parser.add_argument("--profile-generations", type=int, nargs="+", help="one per d")
     parser.add_argument("--profile-repeats", type=int)
@@ -994,12 +988,6 @@ def in_fresh_process(fn):
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
-
-
-def reproduce_command(argv):
-    """The command line without the options that only say where results go."""
-    output_options = ("--json", "--output", "--from-json")
-    return _bench.reproduce_command(RUN_COMMAND, argv, output_options, ("--no-docs",))
 
 
 def main(argv=None):

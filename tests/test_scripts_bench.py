@@ -77,7 +77,7 @@ def test_previous_subsection_stops_at_the_next_section(tmp_path):
 
 def test_reproduce_command_drops_output_options():
     argv = ["--quick", "--json", "r.json", "--output=doc.md", "--no-docs", "--rounds", "3"]
-    command = _bench.reproduce_command("bench", argv, ("--json", "--output"), ("--no-docs",))
+    command = _bench.reproduce_command("bench", argv, output_flags=("--no-docs",))
     assert command == "bench --quick --rounds 3"
 
 
