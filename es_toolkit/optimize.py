@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from es_toolkit import parallel, population_shard
+from es_toolkit import sampling as sampling_lib
 from es_toolkit._validate import (
     TRACING_ERRORS,
     check_float_tree,
@@ -64,6 +65,7 @@ def minimize(
     block_size: int = 50,
     progress: bool = True,
     mesh: Any = None,
+    memory_budget: int | None = sampling_lib.DEFAULT_MEMORY_BUDGET,
 ) -> OptimizeResult:
     """Minimizes ``f`` from ``x0`` with an evolution strategy.
 
@@ -78,7 +80,8 @@ def minimize(
         num_generations: the most generations to run.
         key: the run's key; generation ``g`` uses ``jax.random.fold_in(key, g)``.
             ``jax.random.key(0)`` by default.
-        chunk_size: evaluate this many members at a time (memory O(chunk_size * d)).
+        chunk_size: evaluate this many members at a time (memory O(chunk_size * d); even
+            for antithetic strategies). ``None``: as many as ``memory_budget`` allows.
         target: stop once the best value is at most ``target`` (at least, for
             ``maximize``).
         callback: called after every block with a dict (``generation``, ``metrics`` of the
@@ -88,6 +91,10 @@ def minimize(
         mesh: shard the population over devices: a device count, a sequence of devices or
             a 1-D ``Mesh`` with axis ``"pop"`` (see ``es_toolkit.parallel``); the result is
             the single-device one up to float rounding. ``None``: no sharding.
+        memory_budget: with no ``chunk_size``, members are evaluated in the fewest chunks
+            whose noise (members x parameters x itemsize) fits this many bytes: the whole
+            population when it fits, and always with ``None``. The strategy's own update
+            is chunked by its ``chunk_size`` (by default to the same 256 MiB).
 
     Returns:
         An :class:`OptimizeResult`. ``metrics`` holds the strategy's metrics (fitness is
@@ -114,6 +121,7 @@ def minimize(
         block_size=block_size,
         progress=progress,
         mesh=mesh,
+        memory_budget=memory_budget,
     )
 
 
@@ -131,15 +139,21 @@ def _optimize(
     block_size=50,
     progress=True,
     mesh=None,
+    memory_budget=sampling_lib.DEFAULT_MEMORY_BUDGET,
 ) -> OptimizeResult:
     x0 = check_float_tree("x0", x0)
     mesh = None if mesh is None else parallel.make_mesh(mesh)
     num_generations = check_int("num_generations", num_generations, minimum=1)
     block_size = min(check_int("block_size", block_size, minimum=1), num_generations)
     chunk_size = check_optional_int("chunk_size", chunk_size, minimum=1)
+    memory_budget = check_optional_int("memory_budget", memory_budget, minimum=1)
     strategy = open_es(64, sigma=0.1) if strategy is None else strategy
     if not isinstance(strategy, base.EvolutionStrategy):
         raise TypeError(f"strategy must be an EvolutionStrategy, got {type(strategy).__name__}.")
+    # Resolved once here (a bad chunk_size fails before tracing), the whole population
+    # spelled as its size, so the jitted block sees one static number.
+    chunk_size = base.evaluation_chunk_size(strategy, x0, chunk_size, memory_budget)
+    chunk_size = strategy.population_size if chunk_size is None else chunk_size
     key = jax.random.key(0) if key is None else key
     target_fitness = jnp.inf if target is None else sign * float(target)
 

@@ -13,8 +13,12 @@ Every estimator in es_toolkit sees the population through this module. The rules
 * **Chunks.** ``sweep`` visits the directions ``chunk`` at a time inside a ``lax.scan`` whose
   body is rematerialized under differentiation, so neither the noise nor ``fun``'s
   intermediates are ever held for the whole population.
+* **Memory budget.** With no ``chunk_size``, a ``Sampling`` that has a ``memory_budget``
+  chunks on its own once the population's noise would exceed it (:func:`auto_chunk_size`):
+  small problems run whole, large ones in the largest chunks that fit.
 """
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -27,6 +31,9 @@ from es_toolkit import population_shard, threefry
 from es_toolkit._validate import check_int, check_optional_int
 from es_toolkit.types import Noise, PRNGKey, PyTree
 
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+"""Bytes of member noise that strategies and ``minimize`` hold at once by default."""
+
 
 class Sampling(NamedTuple):
     """Static description of a population of perturbations (hashable, no arrays)."""
@@ -36,6 +43,7 @@ class Sampling(NamedTuple):
     antithetic: bool = False
     orthogonal: bool = False
     chunk_size: int | None = None
+    memory_budget: int | None = None  # bytes; chunks when chunk_size is None (None: never)
 
 
 def make_sampling(
@@ -45,15 +53,19 @@ def make_sampling(
     antithetic: bool = False,
     orthogonal: bool = False,
     chunk_size: int | None = None,
+    memory_budget: int | None = None,
     size_name: str = "population_size",
 ) -> Sampling:
     """Validates the options and returns a ``Sampling``.
 
-    ``size_name`` is the name the caller's user knows the population size by
-    (``num_samples`` for ``make_perturbed_fun``), so errors speak their language.
+    ``memory_budget`` (bytes) lets a ``Sampling`` without ``chunk_size`` pick its chunk
+    (see :func:`auto_chunk_size`); ``None`` holds the whole population. ``size_name`` is
+    the name the caller's user knows the population size by (``num_samples`` for
+    ``make_perturbed_fun``), so errors speak their language.
     """
     population_size = check_int(size_name, population_size, minimum=1)
     chunk_size = check_optional_int("chunk_size", chunk_size, minimum=1)
+    memory_budget = check_optional_int("memory_budget", memory_budget, minimum=1)
     noise_lib.check_noise(noise)
     for name, flag in (("antithetic", antithetic), ("orthogonal", orthogonal)):
         if not isinstance(flag, bool):
@@ -79,7 +91,7 @@ def make_sampling(
             f"orthogonal=True needs Gaussian noise (Normal()), got {noise!r}: only for "
             "isotropic noise do orthogonalized draws keep the law of each member."
         )
-    return Sampling(population_size, noise, antithetic, orthogonal, chunk_size)
+    return Sampling(population_size, noise, antithetic, orthogonal, chunk_size, memory_budget)
 
 
 def members_per_direction(sampling: Sampling) -> int:
@@ -102,6 +114,32 @@ def flat_size(tree: PyTree) -> int:
     return sum(leaf.size for leaf in jax.tree.leaves(tree))
 
 
+def tree_bytes(tree: PyTree) -> int:
+    """Bytes of one copy of a pytree of arrays (or of shape-dtype structs)."""
+    return sum(
+        math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)
+    )
+
+
+def auto_chunk_size(
+    population_size: int, like: PyTree, memory_budget: int | None, unit: int = 1
+) -> int | None:
+    """Members to hold at once so that their noise fits ``memory_budget`` bytes.
+
+    ``None`` (the whole population) when all of it fits or there is no budget; otherwise
+    the population is split into the fewest chunks that fit, of (nearly) equal size, each
+    a multiple of ``unit`` members (whole antithetic pairs and orthogonal blocks) and at
+    least one ``unit``, whatever the budget.
+    """
+    member_bytes = max(tree_bytes(like), 1)
+    if memory_budget is None or population_size * member_bytes <= memory_budget:
+        return None
+    largest = max(unit, memory_budget // member_bytes // unit * unit)
+    num_chunks = -(-population_size // largest)
+    balanced = -(-population_size // num_chunks)
+    return -(-balanced // unit) * unit
+
+
 def orthogonal_block(sampling: Sampling, like: PyTree) -> int:
     """Number of consecutive directions made mutually orthogonal (1 when disabled)."""
     if not sampling.orthogonal:
@@ -110,16 +148,22 @@ def orthogonal_block(sampling: Sampling, like: PyTree) -> int:
 
 
 def chunk_directions(sampling: Sampling, like: PyTree) -> int:
-    """Directions per chunk; the whole population when chunking is off.
+    """Directions per chunk: ``chunk_size``'s, else what fits ``memory_budget``, else all.
 
     With orthogonal directions a chunk holds whole blocks: the requested size is rounded
     down to a multiple of the block, and to at least one block.
     """
     total = num_directions(sampling)
-    if sampling.chunk_size is None:
-        return total
-    chunk = sampling.chunk_size // members_per_direction(sampling)
+    per = members_per_direction(sampling)
     block = orthogonal_block(sampling, like)
+    chunk_size = sampling.chunk_size
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(
+            sampling.population_size, like, sampling.memory_budget, per * block
+        )
+    if chunk_size is None:
+        return total
+    chunk = chunk_size // per
     return min(max(block, chunk - chunk % block), total)
 
 

@@ -250,3 +250,33 @@ def test_other_errors_are_not_rewritten():
 def test_objective_must_return_a_scalar():
     with pytest.raises(TypeError, match=r"f must return a scalar, got .* shape \(3,\)"):
         minimize(lambda x: x**2, jnp.ones(3), num_generations=2, progress=False)
+
+
+# --- chunk sizes -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_size", [3, 7])
+def test_odd_chunk_size_with_antithetic_pairs_shows_the_value(chunk_size):
+    """The check used to run on a traced chunk start and print ``JitTracer(int32[])``."""
+    with pytest.raises(ValueError, match=rf"chunk_size must be even.*got {chunk_size}\.") as info:
+        minimize(sphere, jnp.ones(3), strategy=open_es(64), chunk_size=chunk_size, progress=False)
+    assert "Tracer" not in str(info.value)
+
+
+def test_small_problems_are_not_chunked_and_keep_their_numbers():
+    """By default a small problem is evaluated whole: the same numbers, bit for bit, as
+    with no memory budget at all; a tiny budget chunks it (4 members of 6 float32 at a
+    time) and changes them only by float rounding."""
+    options = {"strategy": open_es(30, 0.1), "num_generations": 20, "progress": False}
+    default = minimize(sphere, jnp.ones(6), **options)
+    unlimited = minimize(sphere, jnp.ones(6), memory_budget=None, **options)
+    tiny = minimize(sphere, jnp.ones(6), memory_budget=4 * 6 * 4, **options)
+    np.testing.assert_array_equal(default.state.mean, unlimited.state.mean)
+    np.testing.assert_array_equal(default.metrics["best_value"], unlimited.metrics["best_value"])
+    np.testing.assert_allclose(tiny.state.mean, unlimited.state.mean, rtol=1e-6)
+    assert tiny.best_value == pytest.approx(unlimited.best_value, rel=1e-6)
+
+
+def test_bad_memory_budget_is_named():
+    with pytest.raises(ValueError, match="memory_budget must be an int >= 1, got 0"):
+        minimize(sphere, jnp.ones(2), memory_budget=0, progress=False)

@@ -1,4 +1,6 @@
-"""Population sampling: member keys, antithetic pairs, orthogonal blocks, chunked sweeps."""
+"""Population sampling: member keys, antithetic pairs, orthogonal blocks, chunks, budgets."""
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -132,12 +134,63 @@ def test_given_directions_of_the_wrong_shape_are_named():
         ({"orthogonal": True, "noise": Gumbel()}, ValueError, "Gaussian"),
         ({"antithetic": 1}, TypeError, "antithetic must be a bool"),
         ({"noise": "normal"}, TypeError, "noise must implement sample"),
+        ({"memory_budget": 0}, ValueError, "memory_budget must be an int >= 1, got 0"),
     ],
 )
 def test_bad_options_are_named(kwargs, error, match):
     options = {"population_size": 8, "noise": Normal(), **kwargs}
     with pytest.raises(error, match=match):
         sampling_lib.make_sampling(options.pop("population_size"), options.pop("noise"), **options)
+
+
+# --- memory budget -----------------------------------------------------------------------
+
+MIB = 2**20
+
+
+def test_auto_chunk_size_splits_only_what_exceeds_the_budget():
+    """10,000 members of d = 100,000 float32 (4 GB of noise) under 256 MiB: the fewest
+    chunks that fit (15), of nearly equal size and whole pairs; a small problem, or no
+    budget, holds the whole population (None)."""
+    big = jax.ShapeDtypeStruct((100_000,), jnp.float32)
+    chunk = sampling_lib.auto_chunk_size(10_000, big, 256 * MIB, unit=2)
+    member_bytes = 100_000 * 4
+    assert chunk % 2 == 0
+    assert chunk * member_bytes <= 256 * MIB
+    assert -(-10_000 // chunk) == math.ceil(10_000 * member_bytes / (256 * MIB)) == 15
+    assert sampling_lib.auto_chunk_size(10_000, big, None) is None
+    assert sampling_lib.auto_chunk_size(64, jnp.zeros(10), 256 * MIB) is None
+    exact = jax.ShapeDtypeStruct((64, 1024), jnp.float32)  # 256 KiB a member
+    assert sampling_lib.auto_chunk_size(1024, exact, 256 * MIB) is None  # fits exactly
+    assert sampling_lib.auto_chunk_size(1025, exact, 256 * MIB) == 513
+
+
+def test_auto_chunk_size_counts_bytes_of_every_leaf_and_keeps_whole_units():
+    tree = {"a": jax.ShapeDtypeStruct((10,), jnp.float32), "b": jnp.zeros(10, jnp.bfloat16)}
+    assert sampling_lib.tree_bytes(tree) == 60
+    assert sampling_lib.auto_chunk_size(100, tree, 600) == 10
+    assert sampling_lib.auto_chunk_size(100, tree, 600, unit=4) == 8
+    assert sampling_lib.auto_chunk_size(100, tree, 1, unit=6) == 6  # at least one unit
+
+
+def test_sampling_with_a_budget_chunks_its_sweeps_alone():
+    """Without chunk_size, a memory budget picks the chunk (whole orthogonal blocks and
+    pairs); the sums equal the unchunked ones to float rounding."""
+    like_bytes = sampling_lib.tree_bytes(LIKE)  # 14 float32
+    options = {"antithetic": True}
+    whole = sampling_lib.make_sampling(24, Normal(), **options)
+    tight = sampling_lib.make_sampling(24, Normal(), memory_budget=6 * like_bytes, **options)
+    roomy = sampling_lib.make_sampling(24, Normal(), memory_budget=24 * like_bytes, **options)
+    assert sampling_lib.chunk_directions(whole, LIKE) == 12
+    assert sampling_lib.chunk_directions(roomy, LIKE) == 12
+    assert sampling_lib.chunk_directions(tight, LIKE) == 3
+    w, v = jnp.linspace(-1.0, 1.0, 24), jnp.cos(jnp.arange(24.0))
+    want = sampling_lib.weighted_sums(whole, KEY, LIKE, w, v)
+    got = sampling_lib.weighted_sums(tight, KEY, LIKE, w, v)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    ortho = sampling_lib.make_sampling(60, Normal(), orthogonal=True, memory_budget=20 * like_bytes)
+    assert sampling_lib.chunk_directions(ortho, LIKE) == 14  # one block of d = 14
 
 
 def test_weighted_sum_slices_the_weights_of_each_chunk():

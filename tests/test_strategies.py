@@ -440,3 +440,36 @@ def test_clipup_zero_gradient_from_rest_does_not_move():
     updates, state = opt.update({"a": jnp.zeros(3)}, state, params)
     assert_trees_equal(updates, {"a": jnp.zeros(3)})
     assert all_finite(state)
+
+
+# --- memory defaults and chunk checks -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_strategies_chunk_only_large_problems(name):
+    """With no chunk_size, a strategy's update holds the whole population for small
+    problems and at most DEFAULT_MEMORY_BUDGET bytes of noise for large ones (10,000
+    members of d = 100,000: 4 GB whole); minimize's evaluation picks the same chunk."""
+    small = get_strategy(name)(10)
+    assert sampling_lib.chunk_directions(small.sampling, PARAMS) == sampling_lib.num_directions(
+        small.sampling
+    )
+    assert base.evaluation_chunk_size(small, PARAMS, None) is None
+    large = get_strategy(name)(10_000)
+    like = jax.ShapeDtypeStruct((100_000,), jnp.float32)
+    per = sampling_lib.members_per_direction(large.sampling)
+    members = per * sampling_lib.chunk_directions(large.sampling, like)
+    assert members * 100_000 * 4 <= sampling_lib.DEFAULT_MEMORY_BUDGET
+    assert members == base.evaluation_chunk_size(large, like, None)
+    assert base.evaluation_chunk_size(large, like, None, memory_budget=None) is None
+
+
+def test_odd_chunks_of_antithetic_pairs_name_the_value_not_a_tracer():
+    es = open_es(8)
+    state = es.init(PARAMS)
+    with pytest.raises(ValueError, match=r"chunk_size must be even.*got 3\.$"):
+        base.evaluate(es, KEY, state, fitness_fn, chunk_size=3)
+    with pytest.raises(ValueError, match=r"count must be even \(whole pairs\), got 3\."):
+        jax.jit(lambda start: es.ask(KEY, state, start, 3))(2)
+    with pytest.raises(ValueError, match=r"start must be even \(whole pairs\), got 1\.$"):
+        es.ask(KEY, state, 1, 2)

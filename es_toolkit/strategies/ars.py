@@ -56,7 +56,8 @@ def ars(
             generation count.
         learning_rate: the step size :math:`\\alpha`, a constant or a schedule.
         top_directions: :math:`b`, the directions kept, in ``1 .. N``; all by default.
-        chunk_size: members whose noise is held at once (even); ``None`` holds them all.
+        chunk_size: members whose noise ``tell`` holds at once (even); ``None``: as many as
+            fit ``sampling.DEFAULT_MEMORY_BUDGET`` (256 MiB) of noise, all when they fit.
 
     Returns:
         An :class:`~es_toolkit.strategies.EvolutionStrategy` with :class:`ARSState`.

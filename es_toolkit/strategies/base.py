@@ -55,9 +55,14 @@ Schedule = float | Callable[[jax.Array], jax.Array]
 def perturbation_sampling(
     population_size: int, antithetic: bool, chunk_size: int | None
 ) -> sampling_lib.Sampling:
-    """Gaussian perturbations of a strategy's population, with the shared checks."""
+    """Gaussian perturbations of a strategy's population, with the shared checks; with no
+    ``chunk_size``, chunked to ``sampling.DEFAULT_MEMORY_BUDGET`` bytes of noise."""
     return sampling_lib.make_sampling(
-        population_size, Normal(), antithetic=antithetic, chunk_size=chunk_size
+        population_size,
+        Normal(),
+        antithetic=antithetic,
+        chunk_size=chunk_size,
+        memory_budget=sampling_lib.DEFAULT_MEMORY_BUDGET,
     )
 
 
@@ -108,11 +113,11 @@ def ask_members(
             f"members {start}..{start + count - 1} are outside the population of "
             f"{sampling.population_size}."
         )
-    if count % per or (isinstance(start, int) and start % per):
-        raise ValueError(
-            f"with antithetic pairs, start and count must be even (whole pairs), got "
-            f"start={start}, count={count}."
-        )
+    for name, value in (("count", count), ("start", start)):
+        if isinstance(value, int) and value % per:  # a traced start is checked by its caller
+            raise ValueError(
+                f"with antithetic pairs, {name} must be even (whole pairs), got {value}."
+            )
     z = sampling_lib.sample_directions(sampling, key, start // per, count // per, mean)
     return members_from_directions(sampling, mean, scale, z)
 
@@ -183,20 +188,54 @@ def ascent_step(
     return optax.apply_updates(mean, updates), opt_state
 
 
+def chunk_unit(strategy: EvolutionStrategy, like: PyTree) -> int:
+    """Members a chunk keeps together: whole antithetic pairs and orthogonal blocks. A
+    strategy that does not say how it draws gets whole pairs when its population is even."""
+    sampling = strategy.sampling
+    if sampling is None:
+        return 2 if strategy.population_size % 2 == 0 else 1
+    per = sampling_lib.members_per_direction(sampling)
+    return per * sampling_lib.orthogonal_block(sampling, like)
+
+
+def evaluation_chunk_size(
+    strategy: EvolutionStrategy,
+    like: PyTree,
+    chunk_size: int | None,
+    memory_budget: int | None = sampling_lib.DEFAULT_MEMORY_BUDGET,
+) -> int | None:
+    """Members evaluated at once: ``chunk_size`` (checked to keep whole pairs and blocks),
+    else as many as fit ``memory_budget`` bytes of member noise; ``None`` for all of them."""
+    unit = chunk_unit(strategy, like)
+    if chunk_size is None:
+        return sampling_lib.auto_chunk_size(strategy.population_size, like, memory_budget, unit)
+    if strategy.sampling is not None and chunk_size % unit:
+        multiple = "even" if unit == 2 else f"a multiple of {unit}"
+        raise ValueError(
+            f"chunk_size must be {multiple}: a chunk keeps the strategy's mirrored pairs "
+            f"(and orthogonal blocks) whole; got {chunk_size}."
+        )
+    return chunk_size
+
+
 def evaluate(
     strategy: EvolutionStrategy,
     key: PRNGKey,
     state: Any,
     fitness_fn: Callable[[PyTree], jax.Array],
     chunk_size: int | None = None,
+    memory_budget: int | None = sampling_lib.DEFAULT_MEMORY_BUDGET,
 ) -> jax.Array:
-    """Fitness of every member, ``chunk_size`` members at a time (all at once by default).
+    """Fitness of every member, ``chunk_size`` members at a time.
 
     Members are regenerated from ``key`` chunk by chunk with ``strategy.ask``, so memory is
-    O(chunk_size * d) whatever the population size. ``chunk_size`` must be even for
-    strategies with antithetic pairs. Inside ``parallel.shard`` each device evaluates its
-    own block of members and the fitness is gathered, so every device returns all of it.
+    O(chunk_size * d) whatever the population size. With no ``chunk_size`` the chunk is
+    what fits ``memory_budget`` bytes of member noise: the whole population for small
+    problems, and always with no budget (``None``). ``chunk_size`` must keep antithetic
+    pairs whole (even). Inside ``parallel.shard`` each device evaluates its own block of
+    members and the fitness is gathered, so every device returns all of it.
     """
+    chunk_size = evaluation_chunk_size(strategy, state.mean, chunk_size, memory_budget)
     start, n = own_members(strategy)
     if chunk_size is None or chunk_size >= n:
         whole = population_shard.current() is None
@@ -244,17 +283,20 @@ def evaluate_and_tell(
     state: Any,
     fitness_fn: Callable[[PyTree], jax.Array],
     chunk_size: int | None = None,
+    memory_budget: int | None = sampling_lib.DEFAULT_MEMORY_BUDGET,
 ) -> tuple[Any, dict[str, jax.Array], jax.Array]:
-    """One generation: ``(new state, metrics, fitness)``, as ``tell`` after :func:`evaluate`.
+    """One generation: ``(new state, metrics, fitness)``, as ``tell`` after :func:`evaluate`
+    (``chunk_size`` and ``memory_budget`` as there).
 
     When the whole population is held at once (see :func:`draws_once`) the noise is drawn
     once, for the members and for ``tell(..., directions=...)``, instead of once in ``ask``
     and again in ``tell``: the same numbers (up to float rounding) at about half the noise
-    cost. Otherwise members are evaluated ``chunk_size`` at a time and ``tell`` regenerates
-    the noise from ``key``, in O(chunk * d) memory.
+    cost. Otherwise members are evaluated a chunk at a time and ``tell`` regenerates the
+    noise from ``key``, in O(chunk * d) memory.
     """
+    chunk_size = evaluation_chunk_size(strategy, state.mean, chunk_size, memory_budget)
     if not draws_once(strategy, state.mean, chunk_size):
-        fitness = evaluate(strategy, key, state, fitness_fn, chunk_size)
+        fitness = evaluate(strategy, key, state, fitness_fn, chunk_size, memory_budget)
         new_state, metrics = strategy.tell(key, state, fitness)
         return new_state, metrics, fitness
     sampling = strategy.sampling

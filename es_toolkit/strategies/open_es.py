@@ -53,8 +53,8 @@ def open_es(
             function from fitness to weights.
         weight_decay: L2 coefficient pulling the mean toward 0 (as in Salimans et al.).
         antithetic: mirrored pairs of perturbations.
-        chunk_size: members whose noise is held at once in ``tell`` (and ``ask`` slices);
-            ``None`` holds the whole population.
+        chunk_size: members whose noise ``tell`` holds at once; ``None``: as many as fit
+            ``sampling.DEFAULT_MEMORY_BUDGET`` (256 MiB) of noise, all when they fit.
 
     Returns:
         An :class:`~es_toolkit.strategies.EvolutionStrategy`.

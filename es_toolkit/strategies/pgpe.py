@@ -79,7 +79,8 @@ def pgpe(
         fitness_shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"raw"``,
             ``"nes_utilities"`` or a function from fitness to weights.
         antithetic: symmetric sampling (mirrored pairs), as in Sehnke et al.
-        chunk_size: members whose noise is held at once; ``None`` holds them all.
+        chunk_size: members whose noise ``tell`` holds at once; ``None``: as many as fit
+            ``sampling.DEFAULT_MEMORY_BUDGET`` (256 MiB) of noise, all when they fit.
 
     Returns:
         An :class:`~es_toolkit.strategies.EvolutionStrategy` with :class:`PGPEState`.

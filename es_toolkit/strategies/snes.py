@@ -71,7 +71,8 @@ def snes(
         fitness_shaping: ``"nes_utilities"`` (default), ``"centered_ranks"``,
             ``"z_score"``, ``"raw"`` or a function from fitness to weights.
         antithetic: mirrored pairs of perturbations.
-        chunk_size: members whose noise is held at once; ``None`` holds them all.
+        chunk_size: members whose noise ``tell`` holds at once; ``None``: as many as fit
+            ``sampling.DEFAULT_MEMORY_BUDGET`` (256 MiB) of noise, all when they fit.
 
     Returns:
         An :class:`~es_toolkit.strategies.EvolutionStrategy` with :class:`SNESState`.
