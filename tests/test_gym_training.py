@@ -6,11 +6,11 @@ import json
 import subprocess
 import sys
 
-import jax
-import numpy as np
 import pytest
 
 gymnasium = pytest.importorskip("gymnasium")
+
+from trees import assert_trees_equal  # noqa: E402
 
 from es_toolkit.training import TrainConfig, train  # noqa: E402
 
@@ -30,12 +30,12 @@ GYM_TINY = TrainConfig(
 def test_gymnasium_training_does_not_depend_on_workers_and_resumes_exactly(tmp_path):
     one = train(dataclasses.replace(GYM_TINY, num_workers=1), tmp_path / "one", progress=False)
     two = train(dataclasses.replace(GYM_TINY, num_workers=2), tmp_path / "two", progress=False)
-    jax.tree.map(np.testing.assert_array_equal, one.state, two.state)
+    assert_trees_equal(one.state, two.state)
     assert int(one.state.env_steps) > 0
     half = dataclasses.replace(GYM_TINY, num_generations=2)
     train(half, tmp_path / "resumed", progress=False)
     resumed = train(GYM_TINY, tmp_path / "resumed", resume=True, progress=False)
-    jax.tree.map(np.testing.assert_array_equal, one.state, resumed.state)
+    assert_trees_equal(one.state, resumed.state)
     assert one.final_return_mean == resumed.final_return_mean
 
 

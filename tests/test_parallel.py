@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import Mesh
+from trees import assert_trees_close
 
 from es_toolkit import Normal, make_perturbed_fun, make_perturbed_value_and_grad, minimize, parallel
 from es_toolkit.objectives import get as get_objective
@@ -29,11 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEVICE_COUNTS = (1, 2, 4, 8)
 
 
-def assert_close(actual, expected, rtol=1e-5):
-    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
-        a, e = np.asarray(a), np.asarray(e)
-        scale = max(float(np.max(np.abs(e))), 1e-6)
-        np.testing.assert_allclose(a, e, rtol=0, atol=rtol * scale)
+def assert_close(actual, expected):
+    assert_trees_close(actual, expected, 1e-5, scaled=True)
 
 
 def test_make_mesh_forms_and_errors():

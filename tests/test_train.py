@@ -5,9 +5,8 @@ import dataclasses
 import errno
 import json
 
-import jax
-import numpy as np
 import pytest
+from trees import assert_trees_equal
 
 from es_toolkit import report
 from es_toolkit.checkpoint import CheckpointError, read_metadata
@@ -26,10 +25,6 @@ TINY = TrainConfig(
 )
 
 
-def leaves_equal(a, b):
-    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
-
-
 def without_wall_time(rows):
     return [
         {k: v for k, v in row.items() if k not in ("wall_time", "steps_per_second")} for row in rows
@@ -43,7 +38,7 @@ def test_resume_gives_the_same_run(tmp_path):
     resumed = train(None, tmp_path / "split", resume=True, progress=False)  # as saved: 4
     assert int(resumed.state.generation) == 4
     resumed = train(TINY, tmp_path / "split", resume=True, progress=False)
-    leaves_equal(resumed.state, whole.state)
+    assert_trees_equal(resumed.state, whole.state)
     assert without_wall_time(report.read_jsonl(tmp_path / "split" / "metrics.jsonl")) == (
         without_wall_time(report.read_jsonl(tmp_path / "whole" / "metrics.jsonl"))
     )
@@ -74,7 +69,7 @@ def test_an_extended_run_evaluates_where_a_run_never_stopped_does(tmp_path):
     train(dataclasses.replace(TINY, num_generations=3), tmp_path / "a", progress=False)
     extended = train(TINY, tmp_path / "a", resume=True, progress=False)
     straight = train(TINY, tmp_path / "b", progress=False)
-    leaves_equal(extended.state.strategy_state, straight.state.strategy_state)
+    assert_trees_equal(extended.state.strategy_state, straight.state.strategy_state)
     evaluated = [
         r["generation"]
         for r in report.read_jsonl(tmp_path / "a" / "metrics.jsonl")
@@ -167,4 +162,4 @@ def test_load_run_takes_the_folder_or_the_checkpoint(tmp_path):
     for path in (tmp_path, tmp_path / "checkpoint.npz"):
         config, state = load_run(path)
         assert config == result.config
-        leaves_equal(state, result.state)
+        assert_trees_equal(state, result.state)
