@@ -19,7 +19,7 @@ from es_toolkit import objectives, parallel
 from es_toolkit import strategies as strategies_lib
 from es_toolkit.checkpoint import CheckpointError
 from es_toolkit.gym import RolloutError
-from es_toolkit.gym.record import record_episode
+from es_toolkit.gym.record import check_recording, record_episode
 from es_toolkit.optimize_run import OptimizeConfig, run_optimization
 from es_toolkit.run_folder import RunFolderError
 from es_toolkit.training import (
@@ -224,6 +224,7 @@ def add_evaluate_command(commands: Any) -> argparse.ArgumentParser:
 def run_evaluate(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ValueError(f"--episodes must be an int >= 1, got {args.episodes}.")
+    recordings = [check_recording(path) for path in (args.gif, args.video) if path is not None]
     config, state = load_run(args.run_path)
     overrides = {"backend": args.backend, "num_workers": args.num_workers}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -235,18 +236,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"{config.env} ({backend.name}): mean return {returns.mean():.2f} +- "
         f"{returns.std():.2f} over {args.episodes} episodes"
     )
-    for path in (args.gif, args.video):
-        if path is not None:
-            episode = record_episode(
-                config.env,
-                backend.policy.numpy_apply,
-                jax.tree.map(np.asarray, state.best_params),
-                policy_stats(config, state.best_obs_stats),
-                path,
-                seed=args.seed,
-                max_episode_steps=config.max_episode_steps,
-            )
-            print(f"recorded {path}: return {episode.returns[0]:.2f} in {episode.lengths[0]} steps")
+    for path in recordings:
+        episode = record_episode(
+            config.env,
+            backend.policy.numpy_apply,
+            jax.tree.map(np.asarray, state.best_params),
+            policy_stats(config, state.best_obs_stats),
+            path,
+            seed=args.seed,
+            max_episode_steps=config.max_episode_steps,
+        )
+        print(f"recorded {path}: return {episode.returns[0]:.2f} in {episode.lengths[0]} steps")
     return 0
 
 

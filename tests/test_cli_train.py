@@ -174,3 +174,17 @@ def test_command_line_and_for_env_train_the_same_run(tmp_path, capsys):
 
     assert logged("cli") == logged("api")
     assert len(logged("api")) == 2
+
+
+def test_a_video_without_its_extra_names_the_install_command_before_any_work(
+    tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    argv = ["train", "--population", "8", "--generations", "2", *SMALL, "--out", str(out)]
+    assert run_main(argv, capsys)[0] == 0
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed
+    code, stdout, err = run_main(["evaluate", str(out), "--video", str(tmp_path / "x.mp4")], capsys)
+    assert code == 2
+    assert 'needs imageio and imageio-ffmpeg: pip install "es_toolkit[video]"' in err
+    assert err.count("\n") == 1
+    assert stdout == ""  # refused before the evaluation

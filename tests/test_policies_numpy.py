@@ -16,8 +16,8 @@ from es_toolkit.policies import (
     batch_obs_stats,
     make_policy,
     normalize,
-    numpy_normalizer,
 )
+from es_toolkit.policies._numpy import numpy_normalizer
 
 
 @pytest.mark.parametrize("action_space", list(ACTION_SPACES))

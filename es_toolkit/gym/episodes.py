@@ -18,7 +18,8 @@ import numpy as np
 
 from es_toolkit.gym import _running
 from es_toolkit.gym.env import import_gymnasium
-from es_toolkit.policies import ObsStats, numpy_normalizer
+from es_toolkit.policies import ObsStats
+from es_toolkit.policies._numpy import numpy_normalizer
 
 # Envs a rollout worker steps side by side.
 ENVS_PER_WORKER = 16

@@ -34,11 +34,7 @@ def record_episode(
     ``path`` (``.gif`` or a video suffix). Returns the episode's results, as a rollout
     worker gives them (return, length and observation statistics).
     """
-    path = Path(path)
-    if path.suffix.lower() != ".gif" and path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise ValueError(
-            f"path must end in .gif or one of {', '.join(VIDEO_SUFFIXES)}, got {str(path)!r}."
-        )
+    path = check_recording(path)
     gym = import_gymnasium()
     env = gym.wrappers.RenderCollection(
         make_env(env_id, max_episode_steps=max_episode_steps, render_mode="rgb_array")
@@ -60,6 +56,27 @@ def record_episode(
     return episode
 
 
+def check_recording(path: str | Path) -> Path:
+    """``path`` if an episode can be written there: a known suffix, and for videos the
+    ``video`` extra installed. Raises before any episode is run."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix != ".gif" and suffix not in VIDEO_SUFFIXES:
+        raise ValueError(
+            f"path must end in .gif or one of {', '.join(VIDEO_SUFFIXES)}, got {str(path)!r}."
+        )
+    if suffix != ".gif":
+        try:
+            import imageio.v3  # noqa: F401
+            import imageio_ffmpeg  # noqa: F401  imageio finds ffmpeg through it
+        except ImportError as error:
+            raise ImportError(
+                f"writing {suffix} videos needs imageio and imageio-ffmpeg: "
+                'pip install "es_toolkit[video]"'
+            ) from error
+    return path
+
+
 def _write_gif(frames: list[np.ndarray], path: Path, fps: int) -> None:
     from PIL import Image
 
@@ -70,12 +87,8 @@ def _write_gif(frames: list[np.ndarray], path: Path, fps: int) -> None:
 
 
 def _write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
-    try:
-        import imageio.v3 as iio
-    except ImportError as error:
-        raise ImportError(
-            f'writing {path.suffix} videos needs imageio: pip install "es_toolkit[video]"'
-        ) from error
+    import imageio.v3 as iio
+
     with warnings.catch_warnings():
         # imageio starts ffmpeg with fork + exec; JAX warns about any fork, but nothing runs
         # between the two in the child.

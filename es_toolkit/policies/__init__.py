@@ -12,7 +12,6 @@ after each generation.
 
 from es_toolkit.policies.networks import (
     ACTIVATIONS,
-    NUMPY_ACTIVATIONS,
     POLICIES,
     Policy,
     get_activation,
@@ -21,22 +20,18 @@ from es_toolkit.policies.networks import (
     mlp_policy,
 )
 from es_toolkit.policies.normalization import (
-    NumpyNormalization,
     ObsStats,
     batch_obs_stats,
     init_obs_stats,
     merge_obs_stats,
     merge_stacked_obs_stats,
     normalize,
-    numpy_normalizer,
     update_obs_stats,
 )
 
 __all__ = [
     "ACTIVATIONS",
-    "NUMPY_ACTIVATIONS",
     "POLICIES",
-    "NumpyNormalization",
     "ObsStats",
     "Policy",
     "batch_obs_stats",
@@ -48,6 +43,5 @@ __all__ = [
     "merge_stacked_obs_stats",
     "mlp_policy",
     "normalize",
-    "numpy_normalizer",
     "update_obs_stats",
 ]

@@ -21,6 +21,7 @@ import numpy as np
 
 from es_toolkit._validate import check_int
 from es_toolkit.policies import spaces
+from es_toolkit.policies._numpy import NUMPY_ACTIVATIONS, numpy_matmul
 from es_toolkit.types import PRNGKey, PyTree
 
 
@@ -47,32 +48,6 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "swish": jax.nn.swish,
     "silu": jax.nn.silu,
 }
-
-
-# The same activations in NumPy, for ``Policy.numpy_apply`` (gelu: JAX's tanh approximation).
-NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "tanh": np.tanh,
-    "relu": lambda x: np.maximum(x, np.float32(0)),
-    "gelu": lambda x: (
-        np.float32(0.5)
-        * x
-        * (
-            np.float32(1)
-            + np.tanh(np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x**3))
-        )
-    ),
-    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, np.float32(0)))),
-    "swish": lambda x: x / (np.float32(1) + np.exp(-x)),
-    "silu": lambda x: x / (np.float32(1) + np.exp(-x)),
-}
-
-
-def numpy_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``x @ w`` for one input ``(d,)`` and weights ``(d, k)``, or a stack of inputs
-    ``(n, d)`` and of weights ``(n, d, k)``: each row is one ``(1, d) @ (d, k)`` product,
-    computed the same way alone or stacked, so a member's actions do not depend on which
-    members a rollout worker steps with it."""
-    return np.matmul(x[..., None, :], w)[..., 0, :]
 
 
 def get_activation(name_or_fn: str | Callable[[jax.Array], jax.Array]):

@@ -25,7 +25,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from es_toolkit._validate import check_positive_scalar
 from es_toolkit.types import Shape
@@ -148,46 +147,3 @@ def normalize(
     if clip is not None:
         standardized = jnp.clip(standardized, -clip, clip)
     return jnp.where(stats.count > 0, standardized, obs)
-
-
-class NumpyNormalization(NamedTuple):
-    """``normalize``'s float32 arithmetic as arrays for NumPy:
-    ``minimum(maximum((obs - mean) / scale, low), high)``."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        standardized = (np.asarray(obs, np.float32) - self.mean) / self.scale
-        # np.clip's Python-level dispatch costs more than the arithmetic at these sizes.
-        return np.maximum(np.minimum(standardized, self.high), self.low)
-
-    def shaped(self, shape: tuple[int, ...]) -> "NumpyNormalization":
-        """The same normalization for observations of exactly ``shape`` (a stack of rows),
-        with its arrays broadcast to that shape and copied: a ufunc on operands of one
-        shape skips NumPy's broadcasting machinery, which costs about 0.6 us per call, 3x
-        the arithmetic on a few small rows. The numbers are the same bit for bit."""
-        return NumpyNormalization(*(np.broadcast_to(a, shape).copy() for a in self))
-
-
-def numpy_normalizer(
-    stats: ObsStats | None, clip: float | None = 5.0, eps: float = 1e-8
-) -> NumpyNormalization:
-    """``normalize(stats, .)`` as a NumPy function, for rollout workers without JAX.
-
-    ``stats`` may hold JAX or NumPy arrays; the float32 arithmetic is ``normalize``'s, so
-    both give the same numbers up to float32 rounding. Before any observation was counted
-    (and for ``stats=None``) it is the identity: mean 0, scale 1, no clipping, which
-    returns every float32 observation bit for bit.
-    """
-    shape = () if stats is None else np.shape(stats.mean)
-    count = np.float32(0 if stats is None else stats.count)
-    if count <= 0:
-        zero, one = np.zeros(shape, np.float32), np.ones(shape, np.float32)
-        return NumpyNormalization(zero, one, np.float32(-np.inf) + zero, np.float32(np.inf) + zero)
-    mean = np.asarray(stats.mean, np.float32)
-    scale = np.sqrt(np.asarray(stats.m2, np.float32) / count + np.float32(eps))
-    bound = np.float32(np.inf if clip is None else clip) + np.zeros_like(mean)
-    return NumpyNormalization(mean, scale, -bound, bound)

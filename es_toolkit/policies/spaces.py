@@ -154,15 +154,15 @@ def _box_head(space: Any) -> ActionHead:
 
     @functools.lru_cache(maxsize=8)
     def bounds_shaped(actions_shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-        # NumPy's ufuncs on operands of one shape skip broadcasting (about 0.6 us a call),
-        # which a scalar operand takes too.
+        # NumPy's ufuncs on operands of one shape skip broadcasting, which a scalar
+        # operand takes too.
         arrays = (low32, high32 - low32, high32, bounded, np.float32(1), np.float32(2))
         return tuple(np.broadcast_to(a, actions_shape).copy() for a in arrays)
 
     def numpy_head(y: np.ndarray) -> np.ndarray:
         """``head`` in NumPy, for one output or a stack: the same float32 operations, with
-        the bounds shaped like the actions and ``np.clip`` as its two ufuncs (its
-        Python-level dispatch costs 2 us)."""
+        the bounds shaped like the actions and ``np.clip`` as its two ufuncs (cheaper
+        than its Python-level dispatch)."""
         y = np.asarray(y)
         y = y.reshape(*y.shape[:-1], *shape).astype(np.float32, copy=False)
         low, width, high, inside, one, two = bounds_shaped(y.shape)
