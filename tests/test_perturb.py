@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import optax.perturbations as optax_pert
 import pytest
+from trees import assert_trees_close
 
 from es_toolkit import Gumbel, Normal, make_perturbed_fun, make_perturbed_value_and_grad
 
@@ -26,13 +27,6 @@ def hessian(fn):
 
 def jacobian(fn):
     return jax.jit(jax.jacrev(fn, argnums=1))
-
-
-def tree_allclose(a, b, rtol, atol):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for leaf_a, leaf_b in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        assert leaf_a.shape == leaf_b.shape
-        np.testing.assert_allclose(leaf_a, leaf_b, rtol=rtol, atol=atol)
 
 
 def mixed_loss(tree):
@@ -67,10 +61,10 @@ def test_same_numbers_as_optax(x_name, noise_name, use_baseline):
     ref = optax_pert.make_perturbed_fun(
         mixed_loss, 200, 0.3, getattr(optax_pert, noise_name)(), use_baseline
     )
-    tree_allclose(value(ours)(KEY, x), value(ref)(KEY, x), rtol=1e-6, atol=1e-6)
-    tree_allclose(grad(ours)(KEY, x), grad(ref)(KEY, x), 1e-6, 1e-6)
+    assert_trees_close(value(ours)(KEY, x), value(ref)(KEY, x), rtol=1e-6, atol=1e-6)
+    assert_trees_close(grad(ours)(KEY, x), grad(ref)(KEY, x), 1e-6, 1e-6)
     if use_baseline:  # Hessians compile slowly; one baseline setting covers their path.
-        tree_allclose(hessian(ours)(KEY, x), hessian(ref)(KEY, x), 1e-5, 1e-5)
+        assert_trees_close(hessian(ours)(KEY, x), hessian(ref)(KEY, x), 1e-5, 1e-5)
 
 
 @pytest.mark.parametrize("use_baseline", [True, False])
@@ -79,8 +73,8 @@ def test_tree_valued_fun_matches_optax(use_baseline):
     x = INPUTS["nested"]
     ours = make_perturbed_fun(tree_valued, 100, 0.2, Normal(), use_baseline)
     ref = optax_pert.make_perturbed_fun(tree_valued, 100, 0.2, optax_pert.Normal(), use_baseline)
-    tree_allclose(value(ours)(KEY, x), value(ref)(KEY, x), 1e-6, 1e-6)
-    tree_allclose(jacobian(ours)(KEY, x), jacobian(ref)(KEY, x), 1e-5, 1e-5)
+    assert_trees_close(value(ours)(KEY, x), value(ref)(KEY, x), 1e-6, 1e-6)
+    assert_trees_close(jacobian(ours)(KEY, x), jacobian(ref)(KEY, x), 1e-5, 1e-5)
 
 
 def test_seed_example_prints_optax_numbers():
@@ -102,7 +96,7 @@ def test_noises_are_interchangeable_with_optax():
         b = jax.grad(optax_pert.make_perturbed_fun(mixed_loss, 64, 0.5, ours_noise), argnums=1)(
             KEY, x
         )
-        tree_allclose(a, b, 1e-6, 1e-6)
+        assert_trees_close(a, b, 1e-6, 1e-6)
 
 
 def test_gaussian_smoothing_of_sphere_closed_form():
@@ -195,9 +189,9 @@ def test_fast_path_equals_grad_of_transform(options, noise, use_baseline):
     args = (mixed_loss, 60, 0.3, noise, use_baseline)
     expected = jax.value_and_grad(make_perturbed_fun(*args, **options), argnums=1)(KEY, x)
     got = make_perturbed_value_and_grad(*args, **options)(KEY, x)
-    tree_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert_trees_close(got, expected, rtol=1e-5, atol=1e-5)
     chunked = make_perturbed_value_and_grad(*args, **options, chunk_size=12)(KEY, x)
-    tree_allclose(chunked, expected, rtol=1e-5, atol=1e-5)
+    assert_trees_close(chunked, expected, rtol=1e-5, atol=1e-5)
 
 
 CHUNK_X = {"a": jnp.array([0.2, -0.4, 0.9]), "b": jnp.array([[0.1, 0.5], [-0.3, 0.0]])}
@@ -219,24 +213,24 @@ def test_chunked_equals_unchunked(options, chunk_size):
     """Chunking changes only the order of summation: values, gradients, Hessians agree."""
     base = make_perturbed_fun(mixed_loss, 56, 0.3, Normal(), **options)
     chunked = make_perturbed_fun(mixed_loss, 56, 0.3, Normal(), **options, chunk_size=chunk_size)
-    tree_allclose(value(chunked)(KEY, CHUNK_X), value(base)(KEY, CHUNK_X), 1e-5, 1e-5)
-    tree_allclose(grad(chunked)(KEY, CHUNK_X), grad(base)(KEY, CHUNK_X), 1e-5, 1e-5)
-    tree_allclose(hessian(chunked)(KEY, CHUNK_X), hessian(base)(KEY, CHUNK_X), 1e-4, 1e-4)
+    assert_trees_close(value(chunked)(KEY, CHUNK_X), value(base)(KEY, CHUNK_X), 1e-5, 1e-5)
+    assert_trees_close(grad(chunked)(KEY, CHUNK_X), grad(base)(KEY, CHUNK_X), 1e-5, 1e-5)
+    assert_trees_close(hessian(chunked)(KEY, CHUNK_X), hessian(base)(KEY, CHUNK_X), 1e-4, 1e-4)
 
 
 def test_orthogonal_chunks_round_to_whole_blocks():
     """chunk_size 10 with blocks of 7 directions runs 7 at a time: same numbers."""
     base = make_perturbed_fun(mixed_loss, 56, 0.3, Normal(), orthogonal=True)
     chunked = make_perturbed_fun(mixed_loss, 56, 0.3, Normal(), orthogonal=True, chunk_size=10)
-    tree_allclose(grad(chunked)(KEY, CHUNK_X), grad(base)(KEY, CHUNK_X), 1e-5, 1e-5)
+    assert_trees_close(grad(chunked)(KEY, CHUNK_X), grad(base)(KEY, CHUNK_X), 1e-5, 1e-5)
 
 
 def test_chunked_tree_valued_jacobian_equals_unchunked():
     x = INPUTS["nested"]
     base = make_perturbed_fun(tree_valued, 30, 0.2, Gumbel())
     chunked = make_perturbed_fun(tree_valued, 30, 0.2, Gumbel(), chunk_size=7)
-    tree_allclose(jacobian(chunked)(KEY, x), jacobian(base)(KEY, x), 1e-5, 1e-5)
-    tree_allclose(
+    assert_trees_close(jacobian(chunked)(KEY, x), jacobian(base)(KEY, x), 1e-5, 1e-5)
+    assert_trees_close(
         jax.jit(jax.jacfwd(chunked, argnums=1))(KEY, x), jacobian(base)(KEY, x), 1e-5, 1e-5
     )
 
@@ -287,12 +281,12 @@ def test_jit_vmap_and_no_recompile():
     fn = make_perturbed_fun(mixed_loss, 32, 0.2, Normal(), antithetic=True, chunk_size=8)
     grad = jax.grad(fn, argnums=1)
     jitted = jax.jit(grad)
-    tree_allclose(jitted(KEY, x), grad(KEY, x), 1e-6, 1e-6)
+    assert_trees_close(jitted(KEY, x), grad(KEY, x), 1e-6, 1e-6)
     keys = jax.random.split(KEY, 3)
     xs = jnp.stack([x, 2 * x, -x])
     batched = jax.vmap(grad)(keys, xs)
     for i in range(3):
-        tree_allclose(batched[i], grad(keys[i], xs[i]), 1e-5, 1e-5)
+        assert_trees_close(batched[i], grad(keys[i], xs[i]), 1e-5, 1e-5)
     jitted(jax.random.key(1), x + 1.0)
     assert jitted._cache_size() == 1
 
@@ -415,4 +409,4 @@ def test_nested_forward_derivatives_of_chunked_scalar_transform():
             return jax.jvp(lambda w: fn(KEY, w), (y,), (v,))
 
         results.append(jax.jit(lambda y, inner=inner: jax.jvp(inner, (y,), (u,)))(x))
-    tree_allclose(results[1], results[0], rtol=1e-4, atol=1e-5)
+    assert_trees_close(results[1], results[0], rtol=1e-4, atol=1e-5)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax.tree
 import pytest
+from trees import assert_trees_close, assert_trees_equal
 
 from es_toolkit import Gumbel, Normal
 from es_toolkit import sampling as sampling_lib
@@ -102,14 +103,10 @@ def test_weighted_sums_with_given_directions_equal_regenerated(options):
     want = sampling_lib.weighted_sums(sampling, KEY, LIKE, w, v)
     other_key = jax.random.key(99)
     got = sampling_lib.weighted_sums(sampling, other_key, LIKE, w, v, directions=z)
-    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
-        np.testing.assert_array_equal(a, b)
-    from_chunks = sampling_lib.weighted_sums(chunked, KEY, LIKE, w, v)
-    for a, b in zip(jax.tree.leaves(from_chunks), jax.tree.leaves(got), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert_trees_equal(got, want)
+    assert_trees_close(sampling_lib.weighted_sums(chunked, KEY, LIKE, w, v), got)
     squared = sampling_lib.weighted_sum(sampling, other_key, LIKE, v, squared=True, directions=z)
-    for a, b in zip(jax.tree.leaves(want[1]), jax.tree.leaves(squared), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(squared, want[1])
 
 
 def test_given_directions_of_the_wrong_shape_are_named():
@@ -186,9 +183,7 @@ def test_sampling_with_a_budget_chunks_its_sweeps_alone():
     assert sampling_lib.chunk_directions(tight, LIKE) == 3
     w, v = jnp.linspace(-1.0, 1.0, 24), jnp.cos(jnp.arange(24.0))
     want = sampling_lib.weighted_sums(whole, KEY, LIKE, w, v)
-    got = sampling_lib.weighted_sums(tight, KEY, LIKE, w, v)
-    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert_trees_close(sampling_lib.weighted_sums(tight, KEY, LIKE, w, v), want)
     ortho = sampling_lib.make_sampling(60, Normal(), orthogonal=True, memory_budget=20 * like_bytes)
     assert sampling_lib.chunk_directions(ortho, LIKE) == 14  # one block of d = 14
 
@@ -200,5 +195,4 @@ def test_weighted_sum_slices_the_weights_of_each_chunk():
     members = sampling_lib.sample_members(sampling, KEY, 0, 11, LIKE)
     for i in (0, 4, 10):
         got = sampling_lib.weighted_sum(sampling, KEY, LIKE, jnp.zeros(11).at[i].set(1.0))
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(members), strict=True):
-            np.testing.assert_allclose(a, b[i], rtol=1e-6)
+        assert_trees_close(got, jax.tree.map(lambda m, i=i: m[i], members), rtol=1e-6)

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 from jax.flatten_util import ravel_pytree
+from trees import assert_trees_close, assert_trees_equal
 
 from es_toolkit import Normal, make_perturbed_fun
 from es_toolkit import sampling as sampling_lib
@@ -32,18 +33,6 @@ def fitness_fn(params):
 
 def evaluate(es, key, state):
     return jax.vmap(fitness_fn)(es.ask(key, state))
-
-
-def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
-
-
-def assert_trees_equal(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def all_finite(tree):
