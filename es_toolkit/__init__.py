@@ -6,13 +6,14 @@ values and derivatives of any order estimated from function values only.
 
 from es_toolkit import noise
 from es_toolkit.noise import Gumbel, Normal
-from es_toolkit.optimize import OptimizeResult, maximize, minimize
+from es_toolkit.optimize import OptimizeResult, OptimizeState, maximize, minimize
 from es_toolkit.perturb import make_perturbed_fun, make_perturbed_value_and_grad
 
 __all__ = [
     "Gumbel",
     "Normal",
     "OptimizeResult",
+    "OptimizeState",
     "make_perturbed_fun",
     "make_perturbed_value_and_grad",
     "maximize",

@@ -20,7 +20,7 @@ from es_toolkit import strategies as strategies_lib
 from es_toolkit.checkpoint import CheckpointError
 from es_toolkit.gym import RolloutError
 from es_toolkit.gym.record import check_recording, record_episode
-from es_toolkit.optimize_run import OptimizeConfig, run_optimization
+from es_toolkit.optimize_run import OptimizeConfig, read_optimization, run_optimization
 from es_toolkit.run_folder import RunFolderError
 from es_toolkit.training import (
     BACKENDS,
@@ -70,36 +70,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_optimize_command(commands: Any) -> argparse.ArgumentParser:
+    defaults = OptimizeConfig()
     cmd = commands.add_parser(
         "optimize",
         help="minimize a black-box test objective",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    defaults = OptimizeConfig()
-    cmd.add_argument(
-        "--objective", default=defaults.objective, choices=sorted(objectives.OBJECTIVES)
-    )
-    cmd.add_argument("--dim", type=int, default=defaults.dim, help="number of parameters d")
-    cmd.add_argument(
-        "--strategy", default=defaults.strategy, choices=sorted(strategies_lib.STRATEGIES)
+        description="Minimize a test objective with an evolution strategy into a run folder. "
+        "With --resume --out DIR alone, continue the run in DIR.",
     )
     cmd.add_argument(
-        "--population", type=int, default=defaults.population_size, dest="population_size"
+        "--objective",
+        choices=sorted(objectives.OBJECTIVES),
+        help=f"(default {defaults.objective})",
+    )
+    cmd.add_argument("--dim", type=int, help=f"number of parameters d (default {defaults.dim})")
+    cmd.add_argument(
+        "--strategy",
+        choices=sorted(strategies_lib.STRATEGIES),
+        help=f"(default {defaults.strategy})",
+    )
+    cmd.add_argument(
+        "--population",
+        type=int,
+        dest="population_size",
+        help=f"population size (default {defaults.population_size})",
     )
     cmd.add_argument(
         "--generations",
         type=int,
-        default=defaults.num_generations,
         dest="num_generations",
-        help="generation budget",
+        help=f"generation budget (default {defaults.num_generations}); raise it to extend a run",
     )
-    cmd.add_argument("--seed", type=int, default=defaults.seed)
+    cmd.add_argument("--seed", type=int, help=f"(default {defaults.seed})")
     cmd.add_argument(
         "--sigma", type=float, help="initial perturbation scale (default: 5%% of the domain width)"
     )
-    cmd.add_argument("--chunk-size", type=int, help="members evaluated at once")
+    cmd.add_argument(
+        "--chunk-size", type=int, help="members evaluated at once (default: as memory allows)"
+    )
     cmd.add_argument("--target", type=float, help="stop at this value")
-    cmd.add_argument("--out", type=Path, help="output folder")
+    cmd.add_argument(
+        "--out", type=Path, help="output folder (default runs/optimize-OBJECTIVE-dD-STRATEGY-seedS)"
+    )
+    cmd.add_argument("--resume", action="store_true", help="continue the run in --out")
     cmd.add_argument("--overwrite", action="store_true", help="replace a previous run's files")
     cmd.add_argument("--quiet", action="store_true", help="no progress line")
     add_parallel_arguments(cmd)
@@ -109,10 +121,17 @@ def add_optimize_command(commands: Any) -> argparse.ArgumentParser:
 
 def run_optimize(args: argparse.Namespace) -> int:
     start_processes(args)
-    fields = {field.name for field in dataclasses.fields(OptimizeConfig)}
-    config = OptimizeConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    out = args.out or config.default_out()
-    result = run_optimization(config, out, overwrite=args.overwrite, progress=not args.quiet)
+    given = _given_fields(args, OptimizeConfig)
+    _check_resume_flags(args)
+    if args.resume:
+        out = args.out or OptimizeConfig(**given).default_out()
+        config = dataclasses.replace(read_optimization(out), **given)
+    else:
+        config = OptimizeConfig(**given)
+        out = args.out or config.default_out()
+    result = run_optimization(
+        config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
+    )
     if parallel.is_main_process():
         optimal = objectives.get(config.objective).optimal_value(config.dim)
         print(
@@ -120,7 +139,7 @@ def run_optimize(args: argparse.Namespace) -> int:
             f"{result.best_value:.6g} (optimum {optimal:.6g}) after {result.num_generations} "
             "generations"
         )
-        print(f"run folder {out}: metrics.jsonl, curve.png, result.json")
+        print(f"run folder {out}: metrics.jsonl, checkpoint.npz, curve.png, result.json")
     return 0
 
 
@@ -175,11 +194,12 @@ def add_train_command(commands: Any) -> argparse.ArgumentParser:
 
 def run_train(args: argparse.Namespace) -> int:
     start_processes(args)
-    given = _given_config_fields(args)
-    if args.resume and args.overwrite:
-        raise ValueError(
-            "--resume continues the run in --out and --overwrite replaces it: give one."
-        )
+    given = _given_fields(args, TrainConfig)
+    if "hidden_sizes" in given:
+        given["hidden_sizes"] = tuple(given["hidden_sizes"])
+    if args.top_directions is not None:
+        given["strategy_options"] = {"top_directions": args.top_directions}
+    _check_resume_flags(args)
     if args.resume:
         out = args.out or _default_out(TrainConfig.for_env(given.get("env", DEFAULT_ENV)))
         saved = TrainConfig.from_json(read_run(out)["config"])
@@ -270,15 +290,17 @@ def start_processes(args: argparse.Namespace) -> None:
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
 
 
-def _given_config_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``TrainConfig`` fields set on the command line (flags left out are absent)."""
-    fields = {field.name for field in dataclasses.fields(TrainConfig)}
-    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    if "hidden_sizes" in given:
-        given["hidden_sizes"] = tuple(given["hidden_sizes"])
-    if args.top_directions is not None:
-        given["strategy_options"] = {"top_directions": args.top_directions}
-    return given
+def _given_fields(args: argparse.Namespace, config_type: type) -> dict[str, Any]:
+    """The fields of ``config_type`` set on the command line (flags left out are absent)."""
+    fields = {field.name for field in dataclasses.fields(config_type)}
+    return {k: v for k, v in vars(args).items() if k in fields and v is not None}
+
+
+def _check_resume_flags(args: argparse.Namespace) -> None:
+    if args.resume and args.overwrite:
+        raise ValueError(
+            "--resume continues the run in --out and --overwrite replaces it: give one."
+        )
 
 
 def _default_out(config: TrainConfig) -> Path:

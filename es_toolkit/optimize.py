@@ -39,6 +39,16 @@ class OptimizeResult(NamedTuple):
     reached_target: bool
 
 
+class OptimizeState(NamedTuple):
+    """Where an optimization stands between blocks (the callback's ``"checkpoint"``):
+    ``minimize(..., start=it)`` continues with the numbers of a run never stopped."""
+
+    state: Any  # the strategy's state
+    best_params: PyTree  # the best point so far
+    best_fitness: jax.Array  # float32 scalar, higher is better (-f for minimize)
+    generation: jax.Array  # int32 scalar, generations done
+
+
 class _Carry(NamedTuple):
     state: Any
     best_params: PyTree
@@ -66,6 +76,7 @@ def minimize(
     progress: bool = True,
     mesh: Any = None,
     memory_budget: int | None = sampling_lib.DEFAULT_MEMORY_BUDGET,
+    start: OptimizeState | None = None,
 ) -> OptimizeResult:
     """Minimizes ``f`` from ``x0`` with an evolution strategy.
 
@@ -77,7 +88,7 @@ def minimize(
             whose leaves may differ in dtype (float32, bfloat16, ...): each keeps its own.
         strategy: an :class:`~es_toolkit.strategies.EvolutionStrategy`;
             ``open_es(64, sigma=0.1)`` by default.
-        num_generations: the most generations to run.
+        num_generations: the most generations to run (counting those before ``start``).
         key: the run's key; generation ``g`` uses ``jax.random.fold_in(key, g)``.
             ``jax.random.key(0)`` by default.
         chunk_size: evaluate this many members at a time (memory O(chunk_size * d); even
@@ -85,7 +96,8 @@ def minimize(
         target: stop once the best value is at most ``target`` (at least, for
             ``maximize``).
         callback: called after every block with a dict (``generation``, ``metrics`` of the
-            block as NumPy arrays, ``best_value``, ``state``); returning ``True`` stops.
+            block as NumPy arrays, ``best_value``, ``state``, and ``checkpoint``, an
+            :class:`OptimizeState`); returning ``True`` stops.
         block_size: generations per jitted block (progress and callbacks in between).
         progress: print a progress line to standard error after every block.
         mesh: shard the population over devices: a device count, a sequence of devices or
@@ -95,6 +107,9 @@ def minimize(
             whose noise (members x parameters x itemsize) fits this many bytes: the whole
             population when it fits, and always with ``None``. The strategy's own update
             is chunked by its ``chunk_size`` (by default to the same 256 MiB).
+        start: continue from an :class:`OptimizeState` (a callback's ``checkpoint``),
+            with the same ``f``, ``x0``, strategy and key; ``metrics`` then cover only the
+            generations run in this call.
 
     Returns:
         An :class:`OptimizeResult`. ``metrics`` holds the strategy's metrics (fitness is
@@ -122,6 +137,7 @@ def minimize(
         progress=progress,
         mesh=mesh,
         memory_budget=memory_budget,
+        start=start,
     )
 
 
@@ -140,6 +156,7 @@ def _optimize(
     progress=True,
     mesh=None,
     memory_budget=sampling_lib.DEFAULT_MEMORY_BUDGET,
+    start=None,
 ) -> OptimizeResult:
     x0 = check_float_tree("x0", x0)
     mesh = None if mesh is None else parallel.make_mesh(mesh)
@@ -167,16 +184,15 @@ def _optimize(
     first_value = jnp.asarray(fitness_fn(x0))
     if first_value.shape != ():
         raise TypeError(f"f must return a scalar, got an array of shape {first_value.shape}.")
-    carry = _Carry(
-        initial,
-        x0,
-        first_value.astype(jnp.float32),
-        jnp.zeros((), jnp.int32),
-        jnp.zeros((), bool),
-    )
+    if start is None:
+        start = OptimizeState(
+            initial, x0, first_value.astype(jnp.float32), jnp.zeros((), jnp.int32)
+        )
+    done = (start.generation >= num_generations) | (start.best_fitness >= target_fitness)
+    carry = _Carry(*start, done=jnp.asarray(done))
     blocks: list[dict[str, np.ndarray]] = []
     bar = Progress(num_generations, "generation", enabled=progress)
-    while True:
+    while not bool(carry.done):
         start = int(carry.generation)
         try:
             carry, block_metrics = run_block(carry, key, target_array, num_generations_array)
@@ -197,13 +213,15 @@ def _optimize(
                 "metrics": block,
                 "best_value": best_value,
                 "state": carry.state,
+                "checkpoint": OptimizeState(*carry[:4]),
             }
         ):
             stop = True
         if stop:
             break
     bar.close()
-    metrics = {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
+    names = blocks[0] if blocks else {}
+    metrics = {name: np.concatenate([b[name] for b in blocks]) for name in names}
     return OptimizeResult(
         best_params=carry.best_params,
         best_value=float(sign * carry.best_fitness),

@@ -1,21 +1,26 @@
 """An optimization of a test objective (``es_toolkit.objectives``) into a run folder, as
-``train`` does for policies: a JSONL log per generation, a PNG curve and ``result.json``.
+``train`` does for policies: a JSONL log per generation, a checkpoint after every block
+(``--resume`` continues it exactly), a PNG curve and ``result.json``.
 """
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
+import jax.numpy as jnp
 
+from es_toolkit import _run_config as run_config
 from es_toolkit import objectives, parallel
 from es_toolkit import strategies as strategies_lib
-from es_toolkit._validate import check_int
-from es_toolkit.optimize import OptimizeResult, minimize
+from es_toolkit._run_config import ConfigError
+from es_toolkit.checkpoint import read_metadata
+from es_toolkit.optimize import OptimizeResult, OptimizeState, minimize
 from es_toolkit.report import metrics_rows
-from es_toolkit.run_folder import RunFolder
+from es_toolkit.run_folder import RunClock, RunFolder, RunFolderError
+
+# Fields a resumed optimization may change: they do not alter the generations run.
+RESUMABLE_FIELDS = ("num_generations", "devices")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,15 +32,25 @@ class OptimizeConfig:
     num_generations: int = 1000
     seed: int = 0
     sigma: float | None = None  # None: 5% of the objective's domain width
-    chunk_size: int | None = None
+    chunk_size: int | None = None  # None: as many members as the memory budget allows
     target: float | None = None  # stop once the best value is at most this
     devices: int | None = None  # shard the population over this many devices
 
     def __post_init__(self):
-        objectives.get(self.objective)
-        strategies_lib.get_strategy(self.strategy)
-        check_int("dim", self.dim, minimum=1)
-        check_int("seed", self.seed, minimum=0)
+        run_config.require_choice("objective", self.objective, objectives.OBJECTIVES)
+        run_config.require_choice("strategy", self.strategy, strategies_lib.STRATEGIES)
+        for name, minimum in (("dim", 1), ("population_size", 2), ("num_generations", 1)):
+            run_config.require_int(name, getattr(self, name), minimum)
+        run_config.require_int("seed", self.seed, 0)
+        run_config.require_int("chunk_size", self.chunk_size, 1, optional=True)
+        run_config.require_int("devices", self.devices, 1, optional=True)
+        run_config.require_positive("sigma", self.sigma, optional=True)
+        run_config.require_finite("target", self.target, optional=True)
+        try:
+            build_strategy(self)
+        except (TypeError, ValueError) as error:
+            field = run_config.field_named_in(str(error), OptimizeConfig)
+            raise ConfigError(field, str(error)) from None
 
     def initial_sigma(self) -> float:
         low, high = objectives.get(self.objective).bounds
@@ -47,30 +62,63 @@ class OptimizeConfig:
         )
 
 
+def build_strategy(config: OptimizeConfig) -> strategies_lib.EvolutionStrategy:
+    factory = strategies_lib.get_strategy(config.strategy)
+    options = {} if config.chunk_size is None else {"chunk_size": config.chunk_size}
+    return factory(config.population_size, sigma=config.initial_sigma(), **options)
+
+
+def read_optimization(out: str | Path) -> OptimizeConfig:
+    """The config of the optimization saved in the run folder ``out``."""
+    checkpoint = RunFolder(out).checkpoint
+    if not checkpoint.exists():
+        raise RunFolderError(f"{out} holds no run to resume (no {checkpoint.name}).")
+    return OptimizeConfig(**read_metadata(checkpoint)["config"])
+
+
 def run_optimization(
-    config: OptimizeConfig,
+    config: OptimizeConfig | None,
     out: str | Path,
     *,
+    resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
 ) -> OptimizeResult:
-    """Minimizes ``config.objective`` from a random start, writing the run folder ``out``."""
-    objective = objectives.get(config.objective)
-    sigma = config.initial_sigma()
-    strategy = strategies_lib.get_strategy(config.strategy)(config.population_size, sigma=sigma)
+    """Minimizes ``config.objective`` from a random start, writing the run folder ``out``.
+
+    With ``resume``, continues the run saved in ``out`` (``config`` may be ``None``, or
+    change only ``RESUMABLE_FIELDS``: raising ``num_generations`` extends the run).
+    """
     folder = RunFolder(out, writer=parallel.is_main_process())
+    metadata = read_metadata(folder.checkpoint) if resume and folder.checkpoint.exists() else {}
+    if resume:
+        saved = read_optimization(out)
+        config = saved if config is None else _resumed(saved, config, out, metadata)
+    objective = objectives.get(config.objective)
+    strategy = build_strategy(config)
     key = jax.random.key(config.seed)
     x0 = objective.init(jax.random.fold_in(key, 0), config.dim)
-    with folder.claim(overwrite=overwrite):
-        start = time.perf_counter()
-        written = 0
+    with folder.claim(resume=resume, overwrite=overwrite):
+        start = None
+        if resume:
+            template = OptimizeState(
+                strategy.init(x0), x0, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
+            )
+            start, _ = folder.load_checkpoint(template)
+            folder.truncate_log(int(start.generation))
+        clock = RunClock(metadata.get("wall_time_s", 0.0))
 
         def record(info: dict[str, Any]) -> None:
-            nonlocal written
-            rows = metrics_rows(info["metrics"], written)
-            wall = time.perf_counter() - start
+            first = info["generation"] - len(next(iter(info["metrics"].values())))
+            rows = metrics_rows(info["metrics"], first)
+            wall = clock.elapsed()
             folder.append_log([{**row, "wall_time": wall} for row in rows])
-            written += len(rows)
+            saved = {
+                "config": dataclasses.asdict(config),
+                "generation": info["generation"],
+                "wall_time_s": wall,
+            }
+            folder.save_checkpoint(info["checkpoint"], saved)
 
         mesh = config.devices or (jax.device_count() if jax.process_count() > 1 else None)
         result = minimize(
@@ -84,28 +132,45 @@ def run_optimization(
             callback=record,
             progress=progress and parallel.is_main_process(),
             mesh=mesh,
+            start=start,
         )
-        wall = time.perf_counter() - start
-        folder.plot(
-            np.arange(1, result.num_generations + 1),
-            {
-                "best value": result.metrics["best_value"],
-                "value at the mean": result.metrics["mean_value"],
-            },
-            title=f"{config.strategy} on {config.objective}, d = {config.dim}",
-            xlabel="generation",
-            ylabel="objective (lower is better)",
-            log_y=True,
-        )
-        folder.write_result(
-            {
-                "config": dataclasses.asdict(config),
-                "sigma": sigma,
-                "generations": result.num_generations,
-                "best_value": result.best_value,
-                "optimal_value": objective.optimal_value(config.dim),
-                "reached_target": result.reached_target,
-                "wall_time_s": wall,
-            }
-        )
+        _write_summary(folder, config, result, objective, clock.elapsed())
     return result
+
+
+def _resumed(saved, config, out, metadata) -> OptimizeConfig:
+    config = run_config.resume_config(saved, config, str(out), RESUMABLE_FIELDS)
+    done = metadata.get("generation", 0)
+    if config.num_generations < done:
+        raise ConfigError(
+            "num_generations",
+            f"num_generations must be at least {done}, the generations the run in {out} has "
+            f"done, got {config.num_generations}.",
+        )
+    return config
+
+
+def _write_summary(folder, config, result, objective, wall: float) -> None:
+    rows = folder.read_log()
+    folder.plot(
+        [row["generation"] + 1 for row in rows],
+        {
+            "best value": [row["best_value"] for row in rows],
+            "value at the mean": [row["mean_value"] for row in rows],
+        },
+        title=f"{config.strategy} on {config.objective}, d = {config.dim}",
+        xlabel="generation",
+        ylabel="objective (lower is better)",
+        log_y=True,
+    )
+    folder.write_result(
+        {
+            "config": dataclasses.asdict(config),
+            "sigma": config.initial_sigma(),
+            "generations": result.num_generations,
+            "best_value": result.best_value,
+            "optimal_value": objective.optimal_value(config.dim),
+            "reached_target": result.reached_target,
+            "wall_time_s": wall,
+        }
+    )

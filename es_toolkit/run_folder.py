@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,21 @@ RUN_FILES = (LOG_NAME, CHECKPOINT_NAME, CURVE_NAME, RESULT_NAME)
 
 class RunFolderError(RuntimeError):
     """A run folder that cannot be used: in use, not a folder, or not writable."""
+
+
+class RunClock:
+    """Seconds a run has trained, counting those before it was resumed."""
+
+    def __init__(self, before: float = 0.0):
+        self.before = before
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+    def session(self) -> float:
+        """Seconds since this process started (or resumed) the run."""
+        return time.perf_counter() - self.start
 
 
 class RunFolder:

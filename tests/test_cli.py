@@ -103,13 +103,36 @@ def test_refuses_a_folder_with_another_run(tmp_path, capsys):
     [
         (["--strategy", "cma"], "invalid choice: 'cma'"),
         (["--objective", "nope"], "invalid choice: 'nope'"),
-        (["--population", "0"], "population_size must be an int >= 2"),
-        (["--sigma", "-1"], "must be positive"),
-        (["--generations", "0"], "num_generations must be an int >= 1"),
+        (["--population", "0"], "--population must be an int >= 2, got 0."),
+        (["--sigma", "-1"], "--sigma must be a positive finite float, got -1.0."),
+        (["--generations", "0"], "--generations must be an int >= 1, got 0."),
+        (["--chunk-size", "3"], "--chunk-size must be even"),
+        (["--dim", "0"], "--dim must be an int >= 1, got 0."),
+        (["--resume"], "holds no run to resume"),
     ],
 )
 def test_bad_options_are_named(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         main(["optimize", *argv, "--out", str(tmp_path), "--quiet"])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    last_line = capsys.readouterr().err.splitlines()[-1]
+    assert last_line.startswith("es-toolkit optimize: error:")
+    assert message in last_line
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_resume_continues_the_saved_optimization(tmp_path, capsys):
+    """30 generations, then --resume --generations 60, equal 60 generations in one go."""
+    options = ["--objective", "sphere", "--dim", "4", "--population", "8", "--quiet"]
+    main(["optimize", *options, "--generations", "60", "--out", str(tmp_path / "straight")])
+    main(["optimize", *options, "--generations", "30", "--out", str(tmp_path / "split")])
+    main(["optimize", "--resume", "--out", str(tmp_path / "split"), "--generations", "60"])
+    straight = check_run_folder(tmp_path / "straight", 60)
+    resumed = check_run_folder(tmp_path / "split", 60)
+    assert resumed["best_value"] == pytest.approx(straight["best_value"], rel=1e-5)
+    rows = [read_jsonl(tmp_path / name / "metrics.jsonl") for name in ("straight", "split")]
+    for a, b in zip(*rows, strict=True):
+        assert a["best_value"] == pytest.approx(b["best_value"], rel=1e-5)
+    with pytest.raises(SystemExit):
+        main(["optimize", "--resume", "--out", str(tmp_path / "split"), "--dim", "5"])
+    assert "cannot resume" in capsys.readouterr().err

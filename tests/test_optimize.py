@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from trees import assert_trees_equal
 
-from es_toolkit import maximize, minimize
-from es_toolkit.strategies import STRATEGIES, base, get_strategy, open_es
+from es_toolkit import OptimizeState, maximize, minimize
+from es_toolkit.strategies import STRATEGIES, base, get_strategy, open_es, pgpe
 
 
 def sphere(x):
@@ -280,3 +281,28 @@ def test_small_problems_are_not_chunked_and_keep_their_numbers():
 def test_bad_memory_budget_is_named():
     with pytest.raises(ValueError, match="memory_budget must be an int >= 1, got 0"):
         minimize(sphere, jnp.ones(2), memory_budget=0, progress=False)
+
+
+def test_start_continues_a_run_with_the_numbers_of_one_never_stopped():
+    """A run stopped by its callback after the first block and continued from the
+    callback's checkpoint ends where a run of all the generations in one go ends."""
+    f = lambda x: jnp.sum(jnp.abs(x - 1.0))  # noqa: E731
+    options = {"strategy": pgpe(16, sigma=0.3), "progress": False, "block_size": 5}
+    straight = minimize(f, jnp.zeros(4), num_generations=12, **options)
+    saved = []
+
+    def stop_after_one_block(info):
+        saved.append(info["checkpoint"])
+        return True
+
+    first = minimize(f, jnp.zeros(4), num_generations=12, callback=stop_after_one_block, **options)
+    assert first.num_generations == 5
+    assert int(saved[0].generation) == 5
+    rest = minimize(f, jnp.zeros(4), num_generations=12, start=saved[0], **options)
+    assert rest.num_generations == 12
+    assert len(rest.metrics["best_value"]) == 7  # this call's generations only
+    assert_trees_equal(rest.state, straight.state)
+    assert rest.best_value == straight.best_value
+    done = minimize(f, jnp.zeros(4), num_generations=12, start=OptimizeState(*saved[0][:3], 12))
+    assert done.num_generations == 12
+    assert done.metrics == {}

@@ -6,24 +6,16 @@ episodes, ...) is refused with a ``ConfigError`` naming the field, before any wo
 """
 
 import dataclasses
-import math
-import numbers
 from typing import Any
 
+from es_toolkit import _run_config as run_config
 from es_toolkit import strategies as strategies_lib
+from es_toolkit._run_config import ConfigError
 from es_toolkit.policies import POLICIES, make_policy
 from es_toolkit.training.defaults import task_defaults
 
 # Fields a resumed run may change: they do not alter the numbers of the generations run.
 RESUMABLE_FIELDS = ("num_generations", "num_workers", "devices")
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work; ``field`` names it (the CLI shows the flag instead)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,30 +82,20 @@ def policy_options(config: TrainConfig) -> dict[str, Any]:
 
 
 def resume_config(saved: TrainConfig, given: TrainConfig, where: str) -> TrainConfig:
-    """``saved`` with the changes of ``given`` that a resumed run may make.
-
-    Raises:
-        ConfigError: ``given`` differs from ``saved`` in a field that defines the run.
-    """
-    conflicts = [
-        (field.name, getattr(saved, field.name), getattr(given, field.name))
-        for field in dataclasses.fields(TrainConfig)
-        if field.name not in RESUMABLE_FIELDS
-        and getattr(saved, field.name) != getattr(given, field.name)
-    ]
-    if conflicts:
-        details = ", ".join(f"{name}: saved {a!r}, given {b!r}" for name, a, b in conflicts)
-        raise ConfigError(conflicts[0][0], f"cannot resume {where}: it is another run ({details}).")
-    return dataclasses.replace(saved, **{name: getattr(given, name) for name in RESUMABLE_FIELDS})
+    """``saved`` with the changes of ``given`` that a resumed run may make (see
+    ``RESUMABLE_FIELDS``); a ``ConfigError`` for any other change."""
+    return run_config.resume_config(saved, given, where, RESUMABLE_FIELDS)
 
 
 def _check(config: TrainConfig) -> None:
-    _check_choice("strategy", config.strategy, strategies_lib.STRATEGIES)
-    _check_choice("policy", config.policy, POLICIES)
-    _check_choice("backend", config.backend, _backend_names())
+    run_config.require_choice("strategy", config.strategy, strategies_lib.STRATEGIES)
+    run_config.require_choice("policy", config.policy, POLICIES)
+    run_config.require_choice("backend", config.backend, _backend_names())
     if not isinstance(config.env, str) or not config.env:
         raise ConfigError("env", f"env must be an environment id, got {config.env!r}.")
-    if not config.hidden_sizes or not all(_is_int(n, 1) for n in config.hidden_sizes):
+    if not config.hidden_sizes or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in config.hidden_sizes
+    ):
         raise ConfigError(
             "hidden_sizes", f"hidden_sizes must be ints >= 1, got {config.hidden_sizes!r}."
         )
@@ -126,21 +108,15 @@ def _check(config: TrainConfig) -> None:
         ("final_eval_episodes", 1),
         ("seed", 0),
     ):
-        _check_int(name, getattr(config, name), minimum)
+        run_config.require_int(name, getattr(config, name), minimum)
     for name in ("num_workers", "max_episode_steps", "devices"):
-        if getattr(config, name) is not None:
-            _check_int(name, getattr(config, name), 1)
-    for name in ("sigma", "learning_rate"):
-        value = getattr(config, name)
-        if value is not None and not (_is_real(value) and value > 0):
-            raise ConfigError(name, f"{name} must be a positive finite float, got {value!r}.")
-    for name in ("reward_shift", "target_return"):
-        value = getattr(config, name)
-        if value is not None and not _is_real(value):
-            raise ConfigError(name, f"{name} must be a finite float, got {value!r}.")
-    for name in ("normalize_obs", "common_random_numbers"):
-        if not isinstance(getattr(config, name), bool):
-            raise ConfigError(name, f"{name} must be True or False, got {getattr(config, name)!r}.")
+        run_config.require_int(name, getattr(config, name), 1, optional=True)
+    run_config.require_positive("sigma", config.sigma, optional=True)
+    run_config.require_positive("learning_rate", config.learning_rate, optional=True)
+    run_config.require_finite("reward_shift", config.reward_shift)
+    run_config.require_finite("target_return", config.target_return, optional=True)
+    run_config.require_bool("normalize_obs", config.normalize_obs)
+    run_config.require_bool("common_random_numbers", config.common_random_numbers)
     if not isinstance(config.strategy_options, dict):
         raise ConfigError(
             "strategy_options", f"strategy_options must be a dict, got {config.strategy_options!r}."
@@ -148,37 +124,7 @@ def _check(config: TrainConfig) -> None:
     try:
         build_strategy(config)
     except (TypeError, ValueError) as error:
-        raise ConfigError(_first_field(str(error)), str(error)) from None
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not _is_int(value, minimum):
-        raise ConfigError(name, f"{name} must be an int >= {minimum}, got {value!r}.")
-
-
-def _check_choice(name: str, value: Any, choices: Any) -> None:
-    if value not in choices:
-        raise ConfigError(
-            name, f"{name} must be one of {', '.join(sorted(choices))}, got {value!r}."
-        )
-
-
-def _is_int(value: Any, minimum: int) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
-
-
-def _is_real(value: Any) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
-def _first_field(message: str) -> str:
-    """The config field a strategy's error names first (its arguments are the fields')."""
-    names = {field.name for field in dataclasses.fields(TrainConfig)}
-    return next((word for word in message.replace(",", " ").split() if word in names), "")
+        raise ConfigError(run_config.field_named_in(str(error), TrainConfig), str(error)) from None
 
 
 def _backend_names() -> tuple[str, ...]:

@@ -7,7 +7,6 @@ never stopped would have.
 """
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,7 +18,7 @@ from es_toolkit._validate import check_int
 from es_toolkit.checkpoint import load_checkpoint, read_metadata
 from es_toolkit.progress import Progress
 from es_toolkit.report import metrics_rows
-from es_toolkit.run_folder import CHECKPOINT_NAME, RunFolder, RunFolderError
+from es_toolkit.run_folder import CHECKPOINT_NAME, RunClock, RunFolder, RunFolderError
 from es_toolkit.training import keys
 from es_toolkit.training.backends import Backend, open_backend
 from es_toolkit.training.config import ConfigError, TrainConfig, resume_config
@@ -127,11 +126,7 @@ class _Run:
 
     def __init__(self, config: TrainConfig, backend: Backend, folder: RunFolder, wall: float):
         self.config, self.backend, self.folder = config, backend, folder
-        self.wall_before = wall  # seconds of training before this process resumed
-        self.start = time.perf_counter()
-
-    def wall_time(self) -> float:
-        return self.wall_before + time.perf_counter() - self.start
+        self.clock = RunClock(wall)
 
     def blocks(self, state: TrainState, progress: bool) -> TrainState:
         """Runs blocks until ``num_generations`` or the target, logging and checkpointing."""
@@ -185,8 +180,8 @@ class _Run:
     def _rows(self, metrics, first: int, steps_before: int, start_steps: int) -> list[dict]:
         """The block's log rows; steps per second count this process's steps only."""
         rows = metrics_rows(metrics, first)
-        wall = self.wall_time()
-        session = time.perf_counter() - self.start
+        wall = self.clock.elapsed()
+        session = self.clock.session()
         totals = steps_before + np.cumsum(metrics["generation_env_steps"])
         for row, total in zip(rows, totals, strict=True):
             row.update(
@@ -236,7 +231,7 @@ class _Run:
                 "final_eval_episodes": config.final_eval_episodes,
                 "final_return_mean": mean,
                 "final_return_std": std,
-                "wall_time_s": rows[-1]["wall_time"] if rows else self.wall_time(),
+                "wall_time_s": rows[-1]["wall_time"] if rows else self.clock.elapsed(),
             }
         )
         return result
@@ -245,5 +240,5 @@ class _Run:
         return {
             "config": self.config.to_json(),
             "generation": int(state.generation),
-            "wall_time_s": self.wall_time(),
+            "wall_time_s": self.clock.elapsed(),
         }
