@@ -17,7 +17,8 @@ LIKE = {"w": jnp.zeros((3, 4)), "b": jnp.zeros(2)}
 
 
 def test_fold_in_member_keys_equal_split():
-    """DESIGN's member-key rule: fold_in(key, i) is split(key, n)[i] (also for raw keys)."""
+    """The member-key rule: fold_in(key, i) is split(key, n)[i] (also for raw keys), so
+    members can be generated one slice at a time and still match optax's split."""
     for key in (KEY, jax.random.PRNGKey(5)):
         split = jax.random.split(key, 9)
         folded = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(9))

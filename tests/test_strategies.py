@@ -1,6 +1,6 @@
 """Evolution strategies: one shared contract test for all, then an oracle per algorithm.
 
-The contract (DESIGN.md, "Strategies"): pure ``init/ask/tell`` that work under ``jit`` and
+The contract every strategy keeps: pure ``init/ask/tell`` that work under ``jit`` and
 inside ``lax.scan``, on any pytree, chunked or not, with fitness higher-is-better and
 non-finite fitness ranked worst. The oracles are independent of ``weighted_sum``: OpenES
 against ``jax.grad`` of the perturbed function, SNES/PGPE/ARS/ClipUp against naive NumPy
