@@ -167,6 +167,14 @@ def print_result(result: dict) -> None:
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
+def result_in(output: str) -> dict | None:
+    """The last result a worker printed with ``print_result`` in ``output``, if any."""
+    for line in reversed(output.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    return None
+
+
 def run_for_result(command: list[str], timeout_s: float, extra_env=None) -> dict:
     """Runs ``command`` (a worker that calls ``print_result``) in a fresh process; returns
     its result, or ``{"error": ...}`` saying how it failed."""
@@ -175,9 +183,9 @@ def run_for_result(command: list[str], timeout_s: float, extra_env=None) -> dict
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s:.0f} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
+    result = result_in(proc.stdout)
+    if result is not None:
+        return result
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     return {"error": f"exit code {proc.returncode}: {' | '.join(tail)[-300:]}"}
 

@@ -122,7 +122,7 @@ def worker(args) -> None:
     population = MLP_POPULATION if args.workload == "mlp" else 256
     rate = time_workload(args.workload, mesh, args.generations, population)
     if jax.process_index() == 0:
-        print(json.dumps({"rate": rate, "devices": jax.device_count()}), flush=True)
+        _bench.print_result({"rate": rate, "devices": jax.device_count()})
 
 
 def run_worker(workload, devices=1, processes=1, generations=20, pin=False) -> float:
@@ -146,8 +146,8 @@ def run_worker(workload, devices=1, processes=1, generations=20, pin=False) -> f
     for proc in procs:
         if proc.returncode:
             raise RuntimeError(f"worker failed with exit code {proc.returncode}")
-    lines = [line for out in outputs for line in out.splitlines() if line.startswith("{")]
-    return json.loads(lines[-1])["rate"]
+    results = [_bench.result_in(output) for output in outputs]
+    return next(result for result in results if result is not None)["rate"]
 
 
 def accelerator_check(path: str) -> None:
