@@ -89,12 +89,6 @@ def test_run_for_result_reads_the_result_line_or_reports_the_failure():
     assert "boom" in failed["error"]
 
 
-def test_old_section_writer_name_still_imports():
-    import _benchmarks_doc
-
-    assert _benchmarks_doc.write_section is _bench.write_section
-
-
 # --------------------------------------------------------------------------------------
 # Sections rendered from made-up measurements.
 # --------------------------------------------------------------------------------------
