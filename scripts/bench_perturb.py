@@ -25,6 +25,8 @@ Usage::
 
     .venv/bin/python scripts/bench_perturb.py            # full run, writes docs/benchmarks.md
     .venv/bin/python scripts/bench_perturb.py --quick    # smoke test, prints the tables
+    .venv/bin/python scripts/bench_perturb.py --json r.json       # also saves raw results
+    .venv/bin/python scripts/bench_perturb.py --from-json r.json  # section from them again
 """
 
 import argparse
