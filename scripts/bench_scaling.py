@@ -11,7 +11,7 @@
   4,801 parameters, on 2,048 fixed points; population 1,024, OpenAI-ES), and CartPole-v1
   training (population 256, OpenAI-ES, linear policy, one episode per member).
 * **Bytes moved**: the collectives of the compiled sharded generation
-  (``parallel.collectives``) at 4 devices, against d and the population, next to the size
+  (``es_toolkit._hlo.collectives``) at 4 devices, against d and the population, next to the size
   of the population matrix that an implementation gathering the members would move.
 
 Each timing is the median of 3 runs of a jitted block of generations after compilation.
@@ -214,7 +214,7 @@ def bytes_moved(d: int, population: int, devices: int = 4) -> tuple[int, list]:
     import jax
     import jax.numpy as jnp
 
-    from es_toolkit import parallel
+    from es_toolkit import _hlo, parallel
     from es_toolkit.strategies import base, open_es
 
     strategy = open_es(population, sigma=0.1)
@@ -224,7 +224,7 @@ def bytes_moved(d: int, population: int, devices: int = 4) -> tuple[int, list]:
         return base.evaluate_and_tell(strategy, key, state, lambda x: -jnp.sum(x**2))[:2]
 
     compiled = jax.jit(parallel.shard(generation, devices)).lower(jax.random.key(0), state)
-    found = parallel.collectives(compiled.compile())
+    found = _hlo.collectives(compiled.compile())
     return sum(c.bytes for c in found), found
 
 

@@ -21,7 +21,14 @@ import pytest
 from jax.sharding import Mesh
 from trees import assert_trees_close
 
-from es_toolkit import Normal, make_perturbed_fun, make_perturbed_value_and_grad, minimize, parallel
+from es_toolkit import (
+    Normal,
+    _hlo,
+    make_perturbed_fun,
+    make_perturbed_value_and_grad,
+    minimize,
+    parallel,
+)
 from es_toolkit.objectives import get as get_objective
 from es_toolkit.strategies import ars, open_es, pgpe, snes
 from es_toolkit.training import TrainConfig, load_run, train
@@ -122,7 +129,7 @@ def test_only_fitness_and_d_sized_sums_cross_devices():
         return base.evaluate_and_tell(strategy, key, state, lambda x: -jnp.sum(x**2))[:2]
 
     compiled = jax.jit(parallel.shard(generation, 4)).lower(jax.random.key(0), state).compile()
-    found = parallel.collectives(compiled)
+    found = _hlo.collectives(compiled)
     ops = {c.op for c in found}
     assert {"all-gather", "all-reduce"} <= ops, found
     for collective in found:

@@ -231,7 +231,7 @@ def test_perturb_worker_measures_one_configuration():
     command = [sys.executable, "scripts/bench_perturb.py", "--worker", json.dumps(config)]
     result = _bench.run_for_result(command, 120)
     assert result["time_s"] > 0
-    assert result["peak_rss_mb"] > result["base_rss_mb"] > 0
+    assert result["peak_rss_mb"] >= result["base_rss_mb"] > 0  # a tiny case may add nothing
 
 
 def test_strategies_without_evosax_says_how_to_install_it():
