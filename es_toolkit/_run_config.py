@@ -55,13 +55,16 @@ def field_named_in(message: str, config_type: type) -> str:
     return next((word for word in message.replace(",", " ").split() if word in names), "")
 
 
-def resume_config(saved: Any, given: Any, where: str, resumable: tuple[str, ...]) -> Any:
-    """``saved`` (a dataclass) with the changes of ``given`` a resumed run may make: those
-    of the ``resumable`` fields.
+def resume_config(saved: Any, given: Any, where: str, resumable: tuple[str, ...], done: int) -> Any:
+    """The config a resumed run continues with: ``saved`` (a dataclass) itself when
+    ``given`` is None, else ``saved`` with ``given``'s values of the ``resumable`` fields.
 
     Raises:
-        ConfigError: ``given`` differs from ``saved`` in a field that defines the run.
+        ConfigError: ``given`` differs from ``saved`` in a field that defines the run, or
+            asks for fewer generations than the ``done`` ones.
     """
+    if given is None:
+        return saved
     conflicts = [
         (field.name, getattr(saved, field.name), getattr(given, field.name))
         for field in dataclasses.fields(saved)
@@ -70,7 +73,14 @@ def resume_config(saved: Any, given: Any, where: str, resumable: tuple[str, ...]
     if conflicts:
         details = ", ".join(f"{name}: saved {a!r}, given {b!r}" for name, a, b in conflicts)
         raise ConfigError(conflicts[0][0], f"cannot resume {where}: it is another run ({details}).")
-    return dataclasses.replace(saved, **{name: getattr(given, name) for name in resumable})
+    config = dataclasses.replace(saved, **{name: getattr(given, name) for name in resumable})
+    if config.num_generations < done:
+        raise ConfigError(
+            "num_generations",
+            f"num_generations must be at least {done}, the generations the run in {where} has "
+            f"done, got {config.num_generations}.",
+        )
+    return config
 
 
 def _is_int(value: Any, minimum: int) -> bool:

@@ -29,7 +29,7 @@ from es_toolkit.training import (
     evaluate_policy,
     load_run,
     open_backend,
-    read_run,
+    read_config,
     train,
 )
 from es_toolkit.training.state import policy_stats
@@ -202,7 +202,7 @@ def run_train(args: argparse.Namespace) -> int:
     _check_resume_flags(args)
     if args.resume:
         out = args.out or _default_out(TrainConfig.for_env(given.get("env", DEFAULT_ENV)))
-        saved = TrainConfig.from_json(read_run(out)["config"])
+        saved = read_config(out)
         options = {**saved.strategy_options, **given.pop("strategy_options", {})}
         config = dataclasses.replace(saved, **given, strategy_options=options)
     else:

@@ -14,10 +14,9 @@ from es_toolkit import _run_config as run_config
 from es_toolkit import objectives, parallel
 from es_toolkit import strategies as strategies_lib
 from es_toolkit._run_config import ConfigError
-from es_toolkit.checkpoint import read_metadata
 from es_toolkit.optimize import OptimizeResult, OptimizeState, minimize
 from es_toolkit.report import metrics_rows
-from es_toolkit.run_folder import RunClock, RunFolder, RunFolderError
+from es_toolkit.run_folder import RunClock, RunFolder
 
 # Fields a resumed optimization may change: they do not alter the generations run.
 RESUMABLE_FIELDS = ("num_generations", "devices")
@@ -70,10 +69,7 @@ def build_strategy(config: OptimizeConfig) -> strategies_lib.EvolutionStrategy:
 
 def read_optimization(out: str | Path) -> OptimizeConfig:
     """The config of the optimization saved in the run folder ``out``."""
-    checkpoint = RunFolder(out).checkpoint
-    if not checkpoint.exists():
-        raise RunFolderError(f"{out} holds no run to resume (no {checkpoint.name}).")
-    return OptimizeConfig(**read_metadata(checkpoint)["config"])
+    return OptimizeConfig(**RunFolder(out).read_metadata()["config"])
 
 
 def run_optimization(
@@ -90,10 +86,12 @@ def run_optimization(
     change only ``RESUMABLE_FIELDS``: raising ``num_generations`` extends the run).
     """
     folder = RunFolder(out, writer=parallel.is_main_process())
-    metadata = read_metadata(folder.checkpoint) if resume and folder.checkpoint.exists() else {}
+    metadata = folder.read_metadata() if resume else {}
     if resume:
-        saved = read_optimization(out)
-        config = saved if config is None else _resumed(saved, config, out, metadata)
+        saved = OptimizeConfig(**metadata["config"])
+        config = run_config.resume_config(
+            saved, config, str(out), RESUMABLE_FIELDS, metadata["generation"]
+        )
     objective = objectives.get(config.objective)
     strategy = build_strategy(config)
     key = jax.random.key(config.seed)
@@ -136,18 +134,6 @@ def run_optimization(
         )
         _write_summary(folder, config, result, objective, clock.elapsed())
     return result
-
-
-def _resumed(saved, config, out, metadata) -> OptimizeConfig:
-    config = run_config.resume_config(saved, config, str(out), RESUMABLE_FIELDS)
-    done = metadata.get("generation", 0)
-    if config.num_generations < done:
-        raise ConfigError(
-            "num_generations",
-            f"num_generations must be at least {done}, the generations the run in {out} has "
-            f"done, got {config.num_generations}.",
-        )
-    return config
 
 
 def _write_summary(folder, config, result, objective, wall: float) -> None:

@@ -134,6 +134,9 @@ class RunFolder:
                 checkpoint_lib.save_checkpoint(self.checkpoint, tree, metadata)
 
     def read_metadata(self) -> dict[str, Any]:
+        """The saved run's metadata (``config``, ``generation``, ``wall_time_s``)."""
+        if not self.checkpoint.exists():
+            raise RunFolderError(f"{self.path} holds no saved run (no {CHECKPOINT_NAME}).")
         return checkpoint_lib.read_metadata(self.checkpoint)
 
     def load_checkpoint(self, like: Any) -> tuple[Any, dict[str, Any]]:

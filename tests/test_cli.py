@@ -108,7 +108,7 @@ def test_refuses_a_folder_with_another_run(tmp_path, capsys):
         (["--generations", "0"], "--generations must be an int >= 1, got 0."),
         (["--chunk-size", "3"], "--chunk-size must be even"),
         (["--dim", "0"], "--dim must be an int >= 1, got 0."),
-        (["--resume"], "holds no run to resume"),
+        (["--resume"], "holds no saved run"),
     ],
 )
 def test_bad_options_are_named(tmp_path, capsys, argv, message):

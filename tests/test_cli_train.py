@@ -75,7 +75,7 @@ def test_runs_exactly_the_generations_asked_for_with_the_default_eval_every(tmp_
         (["--population", "7"], "--population must be even, got 7."),
         (["--num-workers", "0", "--backend", "gymnasium"], "--num-workers must be an int >= 1"),
         (["--resume", "--overwrite"], "give one"),
-        (["--resume"], "holds no run to resume"),
+        (["--resume"], "holds no saved run"),
     ],
 )
 def test_settings_that_cannot_work_are_refused_before_any_work(tmp_path, capsys, argv, message):

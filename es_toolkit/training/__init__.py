@@ -13,7 +13,7 @@
 from es_toolkit.training.backends import BACKENDS, open_backend, resolve_backend
 from es_toolkit.training.config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 from es_toolkit.training.defaults import TASK_DEFAULTS, task_defaults
-from es_toolkit.training.loop import TrainResult, evaluate_policy, load_run, read_run, train
+from es_toolkit.training.loop import TrainResult, evaluate_policy, load_run, read_config, train
 from es_toolkit.training.state import TrainState
 
 __all__ = [
@@ -27,7 +27,7 @@ __all__ = [
     "evaluate_policy",
     "load_run",
     "open_backend",
-    "read_run",
+    "read_config",
     "resolve_backend",
     "task_defaults",
     "train",

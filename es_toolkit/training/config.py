@@ -81,10 +81,12 @@ def policy_options(config: TrainConfig) -> dict[str, Any]:
     return {"hidden_sizes": config.hidden_sizes} if config.policy == "mlp" else {}
 
 
-def resume_config(saved: TrainConfig, given: TrainConfig, where: str) -> TrainConfig:
+def resume_config(
+    saved: TrainConfig, given: TrainConfig | None, where: str, done: int = 0
+) -> TrainConfig:
     """``saved`` with the changes of ``given`` that a resumed run may make (see
     ``RESUMABLE_FIELDS``); a ``ConfigError`` for any other change."""
-    return run_config.resume_config(saved, given, where, RESUMABLE_FIELDS)
+    return run_config.resume_config(saved, given, where, RESUMABLE_FIELDS, done)
 
 
 def _check(config: TrainConfig) -> None:

@@ -15,13 +15,13 @@ import numpy as np
 
 from es_toolkit import parallel
 from es_toolkit._validate import check_int
-from es_toolkit.checkpoint import load_checkpoint, read_metadata
+from es_toolkit.checkpoint import load_checkpoint
 from es_toolkit.progress import Progress
 from es_toolkit.report import metrics_rows
 from es_toolkit.run_folder import CHECKPOINT_NAME, RunClock, RunFolder, RunFolderError
 from es_toolkit.training import keys
 from es_toolkit.training.backends import Backend, open_backend
-from es_toolkit.training.config import ConfigError, TrainConfig, resume_config
+from es_toolkit.training.config import TrainConfig, resume_config
 from es_toolkit.training.state import TrainState, init_state, policy_stats
 
 
@@ -54,16 +54,10 @@ def train(
         progress: print a progress line per block on standard error.
     """
     folder = RunFolder(out, writer=parallel.is_main_process())
-    metadata = read_run(folder.checkpoint) if resume else {}
+    metadata = folder.read_metadata() if resume else {}
     if resume:
         saved = TrainConfig.from_json(metadata["config"])
-        config = saved if config is None else resume_config(saved, config, str(out))
-        if config.num_generations < metadata["generation"]:
-            raise ConfigError(
-                "num_generations",
-                f"num_generations must be at least {metadata['generation']}, the generations "
-                f"the run in {out} has done, got {config.num_generations}.",
-            )
+        config = resume_config(saved, config, str(out), metadata["generation"])
     elif not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
     with (
@@ -79,19 +73,16 @@ def train(
         return run.finish(state)
 
 
-def read_run(checkpoint: str | Path) -> dict[str, Any]:
-    """A saved run's metadata (``config``, ``generation``, ``wall_time_s``), from its
-    checkpoint or its folder."""
-    path = _checkpoint_path(checkpoint)
-    if not path.exists():
-        raise RunFolderError(f"{path.parent} holds no run to resume (no {path.name}).")
-    return read_metadata(path)
+def read_config(path: str | Path) -> TrainConfig:
+    """The config of the run saved in a run folder (or its checkpoint file)."""
+    checkpoint = _checkpoint_path(path)
+    return TrainConfig.from_json(RunFolder(checkpoint.parent).read_metadata()["config"])
 
 
 def load_run(path: str | Path) -> tuple[TrainConfig, TrainState]:
     """The config and state saved in a run folder or its checkpoint file."""
     checkpoint = _checkpoint_path(path)
-    config = TrainConfig.from_json(read_run(checkpoint)["config"])
+    config = read_config(checkpoint)
     with contextlib.closing(open_backend(config)) as backend:
         state, _ = load_checkpoint(checkpoint, _initial_state(config, backend))
     return config, state
