@@ -108,12 +108,7 @@ def add_optimize_command(commands: Any) -> argparse.ArgumentParser:
         "--chunk-size", type=int, help="members evaluated at once (default: as memory allows)"
     )
     cmd.add_argument("--target", type=float, help="stop at this value")
-    cmd.add_argument(
-        "--out", type=Path, help="output folder (default runs/optimize-OBJECTIVE-dD-STRATEGY-seedS)"
-    )
-    cmd.add_argument("--resume", action="store_true", help="continue the run in --out")
-    cmd.add_argument("--overwrite", action="store_true", help="replace a previous run's files")
-    cmd.add_argument("--quiet", action="store_true", help="no progress line")
+    add_run_folder_arguments(cmd, "runs/optimize-OBJECTIVE-dD-STRATEGY-seedS")
     add_parallel_arguments(cmd)
     cmd.set_defaults(run=run_optimize)
     return cmd
@@ -181,12 +176,7 @@ def add_train_command(commands: Any) -> argparse.ArgumentParser:
         "--reward-shift", type=float, help="subtracted from each step's reward in training (ARS)"
     )
     cmd.add_argument("--top-directions", type=int, help="ARS: directions kept per generation (b)")
-    cmd.add_argument(
-        "--out", type=Path, help="output folder (default runs/train-ENV-STRATEGY-seedS)"
-    )
-    cmd.add_argument("--resume", action="store_true", help="continue the run in --out")
-    cmd.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    cmd.add_argument("--quiet", action="store_true")
+    add_run_folder_arguments(cmd, "runs/train-ENV-STRATEGY-seedS")
     add_parallel_arguments(cmd)
     cmd.set_defaults(run=run_train)
     return cmd
@@ -268,6 +258,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
         print(f"recorded {path}: return {episode.returns[0]:.2f} in {episode.lengths[0]} steps")
     return 0
+
+
+def add_run_folder_arguments(cmd: Any, default_out: str) -> None:
+    """``--out`` and what to do with a run already there, and ``--quiet``."""
+    cmd.add_argument("--out", type=Path, help=f"the run folder (default {default_out})")
+    cmd.add_argument("--resume", action="store_true", help="continue the run in --out")
+    cmd.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    cmd.add_argument("--quiet", action="store_true", help="no progress line")
 
 
 def add_parallel_arguments(cmd: Any) -> None:
