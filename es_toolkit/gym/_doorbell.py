@@ -1,10 +1,9 @@
 """How the parent wakes its rollout workers for a call: one write that wakes them all.
 
 Woken one by one through their own sockets, the first worker woken could take the parent's
-CPU before the parent had woken the next, which then started up to a scheduler tick (4 ms)
-late: on 2 cores, the second of 2 workers started 0.8 to 1.7 ms late on average and more
-than 1 ms late in 22-43% of calls, against 0.06 ms and 0.5% of calls when both sleep on one
-pipe that the parent writes a byte to.
+CPU before the parent had woken the next, which then started up to a scheduler tick late
+(docs/benchmarks.md, "Gymnasium rollout workers", has the numbers); workers that sleep on
+one pipe the parent writes a byte to start together.
 
 So on Linux a worker sleeps on that pipe (edge-triggered ``epoll``; its socket only for
 hang-ups) and the parent rings it after it has queued the call's episodes and sent every

@@ -4,8 +4,8 @@ A worker that dies (killed, out of memory, a crash in the simulator) sends no me
 parent then reads the worker's row of this file to name the member and seed it was
 running. A row is ``1 + envs`` int64: first what the worker is doing (the number of the
 env it is resetting or stepping, ``ACTING`` or ``IDLE``), then the episode each env runs.
-The worker writes one number per env step (a memoryview item, about 25 ns) and two per
-episode; the parent reads a row only when a worker died.
+The worker writes one number per env step (a memoryview item) and two per episode; the
+parent reads a row only when a worker died.
 """
 
 import mmap
