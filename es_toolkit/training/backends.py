@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from es_toolkit.policies import Policy
 from es_toolkit.strategies import EvolutionStrategy
 from es_toolkit.training.config import TrainConfig
 from es_toolkit.training.gymnasium_envs import GymnasiumBackend
@@ -22,9 +23,16 @@ Block = Callable[[TrainState], tuple[TrainState, dict[str, Any], Any]]
 
 class Backend(Protocol):
     name: str
-    policy: Any  # an ``es_toolkit.policies.Policy``
+    policy: Policy
     strategy: EvolutionStrategy
     observation_shape: tuple[int, ...]
+
+    def __init__(self, config: TrainConfig) -> None: ...
+
+    @staticmethod
+    def handles(env_id: str) -> bool:
+        """Whether ``backend="auto"`` should run ``env_id`` here."""
+        ...
 
     def block(self, length: int) -> Block: ...
 
@@ -34,7 +42,7 @@ class Backend(Protocol):
 
 
 # In the order ``backend="auto"`` tries them: the first that handles the env is used.
-BACKENDS: dict[str, Any] = {"jax": JaxEnvBackend, "gymnasium": GymnasiumBackend}
+BACKENDS: dict[str, type[Backend]] = {"jax": JaxEnvBackend, "gymnasium": GymnasiumBackend}
 
 
 def resolve_backend(config: TrainConfig) -> str:

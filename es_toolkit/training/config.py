@@ -11,7 +11,7 @@ from typing import Any
 from es_toolkit import _run_config as run_config
 from es_toolkit import strategies as strategies_lib
 from es_toolkit._run_config import ConfigError
-from es_toolkit.policies import POLICIES, make_policy
+from es_toolkit.policies import POLICIES, Policy, make_policy
 from es_toolkit.training.defaults import task_defaults
 
 # Fields a resumed run may change: they do not alter the numbers of the generations run.
@@ -71,8 +71,8 @@ def build_strategy(config: TrainConfig) -> strategies_lib.EvolutionStrategy:
     return factory(config.population_size, **{**options, **config.strategy_options})
 
 
-def build_policy(config: TrainConfig, observation_space: Any, action_space: Any) -> Any:
-    """The config's policy for these spaces (an ``es_toolkit.policies.Policy``)."""
+def build_policy(config: TrainConfig, observation_space: Any, action_space: Any) -> Policy:
+    """The config's policy for these spaces."""
     return make_policy(config.policy, observation_space, action_space, **policy_options(config))
 
 
