@@ -191,7 +191,9 @@ def run_train(args: argparse.Namespace) -> int:
         given["strategy_options"] = {"top_directions": args.top_directions}
     _check_resume_flags(args)
     if args.resume:
-        out = args.out or _default_out(TrainConfig.for_env(given.get("env", DEFAULT_ENV)))
+        others = {name: value for name, value in given.items() if name != "env"}
+        default = TrainConfig.for_env(given.get("env", DEFAULT_ENV), **others)
+        out = args.out or _default_out(default)
         saved = read_config(out)
         options = {**saved.strategy_options, **given.pop("strategy_options", {})}
         config = dataclasses.replace(saved, **given, strategy_options=options)

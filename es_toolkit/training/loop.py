@@ -15,7 +15,7 @@ import numpy as np
 
 from es_toolkit import parallel
 from es_toolkit._validate import check_int
-from es_toolkit.checkpoint import load_checkpoint
+from es_toolkit.checkpoint import load_checkpoint, read_metadata
 from es_toolkit.progress import Progress
 from es_toolkit.report import metrics_rows
 from es_toolkit.run_folder import CHECKPOINT_NAME, RunClock, RunFolder, RunFolderError
@@ -75,8 +75,9 @@ def train(
 
 def read_config(path: str | Path) -> TrainConfig:
     """The config of the run saved in a run folder (or its checkpoint file)."""
-    checkpoint = _checkpoint_path(path)
-    return TrainConfig.from_json(RunFolder(checkpoint.parent).read_metadata()["config"])
+    path = Path(path)
+    metadata = read_metadata(path) if _is_checkpoint(path) else RunFolder(path).read_metadata()
+    return TrainConfig.from_json(metadata["config"])
 
 
 def load_run(path: str | Path) -> tuple[TrainConfig, TrainState]:
@@ -102,10 +103,14 @@ def evaluate_policy(
     return backend.evaluate(keys.policy_evaluation_key(seed), params, stats, num_episodes)
 
 
+def _is_checkpoint(path: Path) -> bool:
+    return path.suffix == ".npz"
+
+
 def _checkpoint_path(path: str | Path) -> Path:
     """A run's checkpoint file, given the file or the run's folder."""
     path = Path(path)
-    return path if path.suffix == ".npz" else path / CHECKPOINT_NAME
+    return path if _is_checkpoint(path) else path / CHECKPOINT_NAME
 
 
 def _initial_state(config: TrainConfig, backend: Backend) -> TrainState:
