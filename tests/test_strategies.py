@@ -8,6 +8,7 @@ written from the papers' formulas, on members regenerated with ``ask``.
 """
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -209,7 +210,7 @@ def test_evaluate_and_tell_draws_once_with_the_same_result(name, antithetic):
     state = es.init(PARAMS)
     n_dirs = sampling_lib.num_directions(es.sampling)
     z = sampling_lib.sample_directions(es.sampling, KEY, 0, n_dirs, PARAMS)
-    members = base.members_from_directions(es.sampling, state.mean, es.scale(state), z)
+    members = base.members_from_directions(es.sampling, state.mean, partial(es.transform, state), z)
     assert_trees_equal(members, es.ask(KEY, state))
     fitness = jax.vmap(fitness_fn)(members)
     given = es.tell(jax.random.key(99), state, fitness, directions=z)

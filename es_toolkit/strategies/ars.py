@@ -40,6 +40,7 @@ class ARSState(NamedTuple):
     generation: jax.Array  # int32 scalar: tells so far, drives the schedules
 
 
+@base.rebuildable
 def ars(
     population_size: int,
     sigma: base.Schedule = 0.02,

@@ -12,12 +12,21 @@ is higher-is-better.
   the noise is regenerated from it, so the population is never passed back or stored.
 
 Strategies built with :func:`make_strategy` (all of ours) also say how their members are
-drawn (``sampling`` and ``scale``), and their ``tell`` accepts ``directions=``, the noise
-already drawn for the whole population. :func:`evaluate_and_tell` uses both: when the
-whole population is held at once it draws the noise once, for the members and the update,
+drawn: ``sampling`` draws the noise ``z`` and ``transform(state, z)`` maps it linearly to the
+members' offsets from the mean (``sigma * z`` elementwise for OpenES, PGPE, SNES and ARS,
+``sigma * B D z`` for CMA-ES). Their ``tell`` accepts ``directions=``, the noise already
+drawn for the whole population. :func:`evaluate_and_tell` uses both: when the whole
+population is held at once it draws the noise once, for the members and the update,
 instead of drawing it in ``ask`` and again in ``tell``; the result is the same.
+
+A strategy may also say when it has converged (``stop(state)``: an index into
+``termination.STOP_REASONS``, 0 to go on), and factories decorated with
+:func:`rebuildable` give their strategies ``rebuild(**changes)``, the same strategy built
+again with some arguments changed (restarts use it for a new population size).
 """
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,9 +45,10 @@ from es_toolkit.types import PRNGKey, PyTree
 class EvolutionStrategy(NamedTuple):
     """A strategy: ``init``, ``ask``, ``tell`` and its population size.
 
-    ``sampling`` and ``scale`` are optional: with them (see :func:`make_strategy`) the
-    members are ``state.mean + scale(state) * z`` for the noise ``z`` that ``sampling``
-    draws, and ``tell`` accepts ``directions=``.
+    The other fields are optional. With ``sampling`` and ``transform`` (see
+    :func:`make_strategy`) the members are ``state.mean + transform(state, z)`` for the
+    noise ``z`` that ``sampling`` draws, and ``tell`` accepts ``directions=``; ``scale`` is
+    set when that map is elementwise (``transform(state, z) = scale(state) * z``).
     """
 
     init: Callable[[PyTree], Any]
@@ -47,6 +57,10 @@ class EvolutionStrategy(NamedTuple):
     population_size: int
     sampling: sampling_lib.Sampling | None = None
     scale: Callable[[Any], Any] | None = None  # state -> scalar or pytree shaped like mean
+    # (state, noise of some members, leading axis) -> their offsets from the mean
+    transform: Callable[[Any, PyTree], PyTree] | None = None
+    stop: Callable[[Any], jax.Array] | None = None  # state -> int32 reason, 0: go on
+    rebuild: Callable[..., "EvolutionStrategy"] | None = None  # (**changed arguments)
 
 
 Schedule = float | Callable[[jax.Array], jax.Array]
@@ -82,30 +96,70 @@ def make_strategy(
     init: Callable[[PyTree], Any],
     tell: Callable[..., tuple[Any, dict[str, jax.Array]]],
     sampling: sampling_lib.Sampling,
-    scale: Callable[[Any], Any],
+    scale: Callable[[Any], Any] | None = None,
+    *,
+    transform: Callable[[Any, PyTree], PyTree] | None = None,
+    stop: Callable[[Any], jax.Array] | None = None,
 ) -> EvolutionStrategy:
-    """A strategy whose members are ``state.mean + scale(state) * z``, ``z`` drawn by
-    ``sampling``; ``ask`` is built from them. ``tell(key, state, fitness, directions=None)``
-    must use ``directions`` (see :func:`sampling.weighted_sums`) when given."""
+    """A strategy whose members are ``state.mean + transform(state, z)``, ``z`` drawn by
+    ``sampling``; ``ask`` is built from them. Give ``scale`` for the elementwise map
+    ``scale(state) * z`` or ``transform`` for any map linear in ``z``.
+    ``tell(key, state, fitness, directions=None)`` must use ``directions`` (see
+    :func:`sampling.weighted_sums`) when given."""
+    if (scale is None) == (transform is None):
+        raise TypeError("make_strategy takes exactly one of scale and transform.")
+    if transform is None:
+        transform = functools.partial(scaled_noise, scale)
 
     def ask(key: PRNGKey, state: Any, start: Any = 0, count: int | None = None) -> PyTree:
-        return ask_members(sampling, key, state.mean, scale(state), start, count)
+        offsets = functools.partial(transform, state)
+        return ask_members(sampling, key, state.mean, offsets, start, count)
 
-    return EvolutionStrategy(init, ask, tell, sampling.population_size, sampling, scale)
+    return EvolutionStrategy(
+        init, ask, tell, sampling.population_size, sampling, scale, transform, stop
+    )
+
+
+def scaled_noise(scale: Callable[[Any], Any], state: Any, z: PyTree) -> PyTree:
+    """``scale(state) * z`` for a scalar scale or one shaped like the mean."""
+    s = scale(state)
+    if jax.tree.structure(s) != jax.tree.structure(z):
+        s = jax.tree.map(lambda _: s, z)
+    return jax.tree.map(lambda si, zi: si * zi, s, z)
+
+
+def rebuildable(factory: Callable[..., EvolutionStrategy]) -> Callable[..., EvolutionStrategy]:
+    """Decorates a strategy factory so that its strategies carry ``rebuild(**changes)``:
+    the factory called again with the same arguments but ``changes`` (for example
+    ``rebuild(population_size=2 * es.population_size)``)."""
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(*args: Any, **kwargs: Any) -> EvolutionStrategy:
+        arguments = signature.bind(*args, **kwargs).arguments
+        strategy = factory(*args, **kwargs)
+
+        def rebuild(**changes: Any) -> EvolutionStrategy:
+            unknown = sorted(set(changes) - set(signature.parameters))
+            if unknown:
+                raise TypeError(f"{factory.__name__} has no argument {', '.join(unknown)}.")
+            return build(**{**arguments, **changes})
+
+        return strategy._replace(rebuild=rebuild)
+
+    return build
 
 
 def ask_members(
     sampling: sampling_lib.Sampling,
     key: PRNGKey,
     mean: PyTree,
-    scale: Any,
+    offsets: Callable[[PyTree], PyTree],
     start: Any = 0,
     count: int | None = None,
 ) -> PyTree:
-    """Members ``mean + scale * z_i`` for ``i`` in ``start .. start + count - 1``.
-
-    ``scale`` is a scalar or a pytree shaped like ``mean`` (per-parameter sigma).
-    """
+    """Members ``mean + offsets(z_i)`` for ``i`` in ``start .. start + count - 1``, where
+    ``offsets`` maps the noise of some members (leading axis) to their offsets."""
     per = sampling_lib.members_per_direction(sampling)
     count = sampling.population_size if count is None else count
     if isinstance(start, int) and (start < 0 or start + count > sampling.population_size):
@@ -119,17 +173,19 @@ def ask_members(
                 f"with antithetic pairs, {name} must be even (whole pairs), got {value}."
             )
     z = sampling_lib.sample_directions(sampling, key, start // per, count // per, mean)
-    return members_from_directions(sampling, mean, scale, z)
+    return members_from_directions(sampling, mean, offsets, z)
 
 
 def members_from_directions(
-    sampling: sampling_lib.Sampling, mean: PyTree, scale: Any, directions: PyTree
+    sampling: sampling_lib.Sampling,
+    mean: PyTree,
+    offsets: Callable[[PyTree], PyTree],
+    directions: PyTree,
 ) -> PyTree:
-    """The members ``mean + scale * z`` of the given directions (mirrored when antithetic)."""
+    """The members ``mean + offsets(z)`` of the given directions (mirrored when
+    antithetic)."""
     z = sampling_lib.to_members(sampling, directions)
-    if jax.tree.structure(scale) != jax.tree.structure(mean):
-        scale = jax.tree.map(lambda _: scale, mean)
-    return jax.tree.map(lambda m, s, zi: m + s * zi, mean, scale, z)
+    return jax.tree.map(lambda m, o: m + o, mean, offsets(z))
 
 
 def check_fitness(fitness: jax.Array, population_size: int) -> jax.Array:
@@ -269,7 +325,7 @@ def draws_once(strategy: EvolutionStrategy, like: PyTree, chunk_size: int | None
     strategy says how it draws (``sampling``), evaluation is not chunked and its update is
     one pass anyway."""
     sampling = strategy.sampling
-    if sampling is None or strategy.scale is None:
+    if sampling is None or strategy.transform is None:
         return False
     if chunk_size is not None and chunk_size < strategy.population_size:
         return False
@@ -302,7 +358,8 @@ def evaluate_and_tell(
     sampling = strategy.sampling
     first, count = sampling_lib.own_directions(sampling)
     directions = sampling_lib.sample_directions(sampling, key, first, count, state.mean)
-    members = members_from_directions(sampling, state.mean, strategy.scale(state), directions)
+    offsets = functools.partial(strategy.transform, state)
+    members = members_from_directions(sampling, state.mean, offsets, directions)
     fitness = population_shard.all_gather(jax.vmap(fitness_fn)(members))
     new_state, metrics = strategy.tell(key, state, fitness, directions=directions)
     return new_state, metrics, fitness

@@ -29,6 +29,7 @@ class OpenESState(NamedTuple):
     generation: jax.Array  # int32 scalar: tells so far, drives the sigma schedule
 
 
+@base.rebuildable
 def open_es(
     population_size: int,
     sigma: base.Schedule = 0.02,

@@ -54,6 +54,7 @@ class PGPEState(NamedTuple):
     generation: jax.Array  # int32 scalar: tells so far
 
 
+@base.rebuildable
 def pgpe(
     population_size: int,
     sigma: float = 0.1,

@@ -49,6 +49,7 @@ def default_sigma_learning_rate(num_params: int) -> float:
     return (3 + math.log(num_params)) / (5 * math.sqrt(num_params))
 
 
+@base.rebuildable
 def snes(
     population_size: int,
     sigma: float = 1.0,
