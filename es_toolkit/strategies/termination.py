@@ -14,6 +14,7 @@ STOP_REASONS: tuple[str, ...] = (
     "max_evaluations",
     "target",
     "callback",
+    "maxiter",  # a restart schedule's cap on the generations of one run
     # pycma's termination criteria, with pycma's names
     "tolfun",
     "tolfunhist",
