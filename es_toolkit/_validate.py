@@ -27,6 +27,12 @@ def check_optional_int(name: str, value: Any, *, minimum: int) -> int | None:
     return None if value is None else check_int(name, value, minimum=minimum)
 
 
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return value
+
+
 def check_positive_scalar(name: str, value: Any) -> None:
     """Raises unless ``value`` is a positive finite real scalar.
 

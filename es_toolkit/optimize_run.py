@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from es_toolkit import _run_config as run_config
 from es_toolkit import objectives, parallel
 from es_toolkit import strategies as strategies_lib
 from es_toolkit._run_config import ConfigError
-from es_toolkit.optimize import OptimizeResult, OptimizeState, minimize
+from es_toolkit.optimize import OptimizeResult, minimize, resume_template
 from es_toolkit.report import metrics_rows
 from es_toolkit.run_folder import RunClock, RunFolder
 
@@ -99,10 +98,7 @@ def run_optimization(
     with folder.claim(resume=resume, overwrite=overwrite):
         start = None
         if resume:
-            template = OptimizeState(
-                strategy.init(x0), x0, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
-            )
-            start, _ = folder.load_checkpoint(template)
+            start, _ = folder.load_checkpoint(resume_template(strategy, x0))
             folder.truncate_log(int(start.generation))
         clock = RunClock(metadata.get("wall_time_s", 0.0))
 

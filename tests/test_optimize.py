@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from trees import assert_trees_equal
 
-from es_toolkit import OptimizeState, maximize, minimize
+from es_toolkit import maximize, minimize
 from es_toolkit.strategies import STRATEGIES, base, get_strategy, open_es, pgpe
 
 
@@ -303,6 +303,6 @@ def test_start_continues_a_run_with_the_numbers_of_one_never_stopped():
     assert len(rest.metrics["best_value"]) == 7  # this call's generations only
     assert_trees_equal(rest.state, straight.state)
     assert rest.best_value == straight.best_value
-    done = minimize(f, jnp.zeros(4), num_generations=12, start=OptimizeState(*saved[0][:3], 12))
+    done = minimize(f, jnp.zeros(4), num_generations=12, start=saved[0]._replace(generation=12))
     assert done.num_generations == 12
     assert done.metrics == {}

@@ -64,6 +64,7 @@ class EvolutionStrategy(NamedTuple):
 
 
 Schedule = float | Callable[[jax.Array], jax.Array]
+_MAX_BUILT = 512  # strategies a factory keeps for reuse
 
 
 def perturbation_sampling(
@@ -131,12 +132,27 @@ def scaled_noise(scale: Callable[[Any], Any], state: Any, z: PyTree) -> PyTree:
 def rebuildable(factory: Callable[..., EvolutionStrategy]) -> Callable[..., EvolutionStrategy]:
     """Decorates a strategy factory so that its strategies carry ``rebuild(**changes)``:
     the factory called again with the same arguments but ``changes`` (for example
-    ``rebuild(population_size=2 * es.population_size)``)."""
+    ``rebuild(population_size=2 * es.population_size)``).
+
+    Calls with the same hashable arguments return the same strategy object, so jitted code
+    keyed on the strategy (``minimize``'s loop) compiles once per distinct setting, also
+    across restarts and across calls.
+    """
     signature = inspect.signature(factory)
+    built: dict[tuple, EvolutionStrategy] = {}
 
     @functools.wraps(factory)
     def build(*args: Any, **kwargs: Any) -> EvolutionStrategy:
-        arguments = signature.bind(*args, **kwargs).arguments
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        memo = tuple(arguments.items())
+        try:
+            return built[memo]
+        except TypeError:  # an unhashable argument: build anew
+            memo = None
+        except KeyError:
+            pass
         strategy = factory(*args, **kwargs)
 
         def rebuild(**changes: Any) -> EvolutionStrategy:
@@ -145,7 +161,10 @@ def rebuildable(factory: Callable[..., EvolutionStrategy]) -> Callable[..., Evol
                 raise TypeError(f"{factory.__name__} has no argument {', '.join(unknown)}.")
             return build(**{**arguments, **changes})
 
-        return strategy._replace(rebuild=rebuild)
+        strategy = strategy._replace(rebuild=rebuild)
+        if memo is not None and len(built) < _MAX_BUILT:
+            built[memo] = strategy
+        return strategy
 
     return build
 
