@@ -20,6 +20,7 @@ from es_toolkit import strategies as strategies_lib
 from es_toolkit.checkpoint import CheckpointError
 from es_toolkit.gym import RolloutError
 from es_toolkit.gym.record import check_recording, record_episode
+from es_toolkit.optimize import BOUND_HANDLINGS
 from es_toolkit.optimize_run import OptimizeConfig, read_optimization, run_optimization
 from es_toolkit.run_folder import RunFolderError
 from es_toolkit.training import (
@@ -108,6 +109,19 @@ def add_optimize_command(commands: Any) -> argparse.ArgumentParser:
         "--chunk-size", type=int, help="members evaluated at once (default: as memory allows)"
     )
     cmd.add_argument("--target", type=float, help="stop at this value")
+    cmd.add_argument(
+        "--bounds",
+        type=_bounds_pair,
+        metavar="LO,HI",
+        help="search only the box [LO, HI]^d; LO or HI empty or inf: no bound on that side "
+        "(write --bounds=-5,5 when LO is negative)",
+    )
+    cmd.add_argument(
+        "--bound-handling",
+        choices=BOUND_HANDLINGS,
+        help="transform (default: pycma's map of every point into the box) or penalty "
+        "(f at the nearest point of the box plus the squared distance)",
+    )
     add_run_folder_arguments(cmd, "runs/optimize-OBJECTIVE-dD-STRATEGY-seedS")
     add_parallel_arguments(cmd)
     cmd.set_defaults(run=run_optimize)
@@ -294,6 +308,20 @@ def _given_fields(args: argparse.Namespace, config_type: type) -> dict[str, Any]
     """The fields of ``config_type`` set on the command line (flags left out are absent)."""
     fields = {field.name for field in dataclasses.fields(config_type)}
     return {k: v for k, v in vars(args).items() if k in fields and v is not None}
+
+
+def _bounds_pair(text: str) -> tuple[float | None, float | None]:
+    """``LO,HI`` as two floats, an empty side as None (no bound)."""
+    sides = text.split(",")
+    try:
+        if len(sides) != 2:
+            raise ValueError(text)
+        low, high = (float(side) if side.strip() else None for side in sides)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LO,HI: two floats, either empty or inf for no bound, got {text!r}"
+        ) from None
+    return low, high
 
 
 def _check_resume_flags(args: argparse.Namespace) -> None:

@@ -4,16 +4,19 @@
 """
 
 import dataclasses
+import math
+import numbers
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from es_toolkit import _run_config as run_config
 from es_toolkit import objectives, parallel
 from es_toolkit import strategies as strategies_lib
 from es_toolkit._run_config import ConfigError
-from es_toolkit.optimize import OptimizeResult, minimize, resume_template
+from es_toolkit.optimize import BOUND_HANDLINGS, OptimizeResult, minimize, resume_template
 from es_toolkit.report import metrics_rows
 from es_toolkit.run_folder import RunClock, RunFolder
 
@@ -33,6 +36,10 @@ class OptimizeConfig:
     chunk_size: int | None = None  # None: as many members as the memory budget allows
     target: float | None = None  # stop once the best value is at most this
     devices: int | None = None  # shard the population over this many devices
+    # (low, high) for every coordinate; None on a side: unbounded there. f is evaluated
+    # only inside the box, and the start is drawn in it.
+    bounds: tuple[float | None, float | None] | None = None
+    bound_handling: str = "transform"  # or "penalty": see es_toolkit.bounds
 
     def __post_init__(self):
         run_config.require_choice("objective", self.objective, objectives.OBJECTIVES)
@@ -44,6 +51,8 @@ class OptimizeConfig:
         run_config.require_int("devices", self.devices, 1, optional=True)
         run_config.require_positive("sigma", self.sigma, optional=True)
         run_config.require_finite("target", self.target, optional=True)
+        object.__setattr__(self, "bounds", _check_bounds(self.bounds))
+        run_config.require_choice("bound_handling", self.bound_handling, BOUND_HANDLINGS)
         try:
             build_strategy(self)
         except (TypeError, ValueError) as error:
@@ -58,6 +67,44 @@ class OptimizeConfig:
         return Path("runs") / (
             f"optimize-{self.objective}-d{self.dim}-{self.strategy}-seed{self.seed}"
         )
+
+
+def _check_bounds(bounds: object) -> tuple[float | None, float | None] | None:
+    """``bounds`` as a ``(low, high)`` tuple with an infinite side as None (JSON has no
+    infinity), None when both sides are; raises a ConfigError naming ``bounds``."""
+    if bounds is None:
+        return None
+    expected = "bounds must be (low, high): two floats, None or an infinity for no bound"
+    if not (isinstance(bounds, tuple | list) and len(bounds) == 2):
+        raise ConfigError("bounds", f"{expected}, got {bounds!r}.")
+    for side in bounds:
+        is_real = isinstance(side, numbers.Real) and not isinstance(side, bool)
+        if side is not None and not (is_real and not math.isnan(side)):
+            raise ConfigError("bounds", f"{expected}, got {bounds!r}.")
+    low = -math.inf if bounds[0] is None else float(bounds[0])
+    high = math.inf if bounds[1] is None else float(bounds[1])
+    if not low < high:
+        raise ConfigError("bounds", f"bounds must have low < high, got low {low} >= high {high}.")
+    if math.isinf(low) and math.isinf(high):
+        return None
+    return (None if math.isinf(low) else low, None if math.isinf(high) else high)
+
+
+def initial_point(config: OptimizeConfig, key: jax.Array) -> jax.Array:
+    """The start: uniform on the objective's domain, mapped affinely onto the part of it
+    inside ``config.bounds`` (onto the nearest bound when the box misses the domain)."""
+    objective = objectives.get(config.objective)
+    x0 = objective.init(key, config.dim)
+    if config.bounds is None:
+        return x0
+    low, high = objective.bounds
+    lo = -math.inf if config.bounds[0] is None else config.bounds[0]
+    hi = math.inf if config.bounds[1] is None else config.bounds[1]
+    start, stop = min(max(low, lo), hi), min(max(high, lo), hi)
+    if (start, stop) == (low, high):
+        return x0
+    # The clip keeps rounding from stepping past the box.
+    return jnp.clip(start + (stop - start) * (x0 - low) / (high - low), start, stop)
 
 
 def build_strategy(config: OptimizeConfig) -> strategies_lib.EvolutionStrategy:
@@ -94,7 +141,7 @@ def run_optimization(
     objective = objectives.get(config.objective)
     strategy = build_strategy(config)
     key = jax.random.key(config.seed)
-    x0 = objective.init(jax.random.fold_in(key, 0), config.dim)
+    x0 = initial_point(config, jax.random.fold_in(key, 0))
     with folder.claim(resume=resume, overwrite=overwrite):
         start = None
         if resume:
@@ -127,6 +174,8 @@ def run_optimization(
             progress=progress and parallel.is_main_process(),
             mesh=mesh,
             start=start,
+            bounds=config.bounds,
+            bound_handling=config.bound_handling,
         )
         _write_summary(folder, config, result, objective, clock.elapsed())
     return result

@@ -136,3 +136,61 @@ def test_resume_continues_the_saved_optimization(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["optimize", "--resume", "--out", str(tmp_path / "split"), "--dim", "5"])
     assert "cannot resume" in capsys.readouterr().err
+
+
+SPHERE_IN_BOX = ["--objective", "sphere", "--dim", "3", "--population", "8", "--quiet"]
+
+
+@pytest.mark.parametrize(
+    ("box", "handling"), [("1,2", "transform"), ("1,", "penalty"), ("1,inf", "transform")]
+)
+def test_bounds_keep_the_search_in_the_box(tmp_path, box, handling):
+    """The sphere's minimum over [1, 2]^3 (or [1, inf)^3) is 3, at (1, 1, 1): a best value
+    below 3 would mean f was evaluated outside, and SNES gets within 1e-3 of 3 in 150
+    generations because the bound is reached at a finite point."""
+    argv = [*SPHERE_IN_BOX, "--strategy", "snes", "--generations", "150"]
+    argv += [f"--bounds={box}", "--bound-handling", handling, "--out", str(tmp_path)]
+    assert main(["optimize", *argv]) == 0
+    summary = check_run_folder(tmp_path, 150)
+    assert summary["config"]["bounds"] == [1.0, 2.0 if box == "1,2" else None]
+    assert summary["config"]["bound_handling"] == handling
+    assert 3.0 <= summary["best_value"] <= 3.003
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert min(row["mean_value"] for row in rows) >= 3.0
+
+
+@pytest.mark.parametrize(
+    ("box", "message"),
+    [
+        ("3,1", "--bounds must have low < high, got low 3.0 >= high 1.0."),
+        ("a,b", "argument --bounds: expected LO,HI: two floats, either empty or inf"),
+        ("1", "argument --bounds: expected LO,HI"),
+        ("nan,1", "--bounds must be (low, high)"),
+    ],
+)
+def test_bad_bounds_are_named(tmp_path, capsys, box, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["optimize", f"--bounds={box}", "--out", str(tmp_path), "--quiet"])
+    assert exit_info.value.code == 2
+    last_line = capsys.readouterr().err.splitlines()[-1]
+    assert last_line.startswith("es-toolkit optimize: error:")
+    assert message in last_line
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_resume_keeps_the_bounds(tmp_path, capsys):
+    """A bounded run resumed without --bounds continues in the saved box: 30 + 30
+    generations equal 60 in one go, and other bounds are another run."""
+    options = [*SPHERE_IN_BOX, "--bounds=1,2", "--bound-handling", "penalty"]
+    main(["optimize", *options, "--generations", "60", "--out", str(tmp_path / "straight")])
+    main(["optimize", *options, "--generations", "30", "--out", str(tmp_path / "split")])
+    main(["optimize", "--resume", "--out", str(tmp_path / "split"), "--generations", "60"])
+    straight = check_run_folder(tmp_path / "straight", 60)
+    resumed = check_run_folder(tmp_path / "split", 60)
+    assert resumed["config"]["bounds"] == [1.0, 2.0]
+    assert resumed["config"]["bound_handling"] == "penalty"
+    assert resumed["best_value"] == pytest.approx(straight["best_value"], rel=1e-5)
+    assert resumed["best_value"] >= 3.0
+    with pytest.raises(SystemExit):
+        main(["optimize", "--resume", "--out", str(tmp_path / "split"), "--bounds=0,2"])
+    assert "cannot resume" in capsys.readouterr().err
