@@ -8,12 +8,14 @@ from es_toolkit import noise
 from es_toolkit.noise import Gumbel, Normal
 from es_toolkit.optimize import OptimizeResult, OptimizeState, maximize, minimize
 from es_toolkit.perturb import make_perturbed_fun, make_perturbed_value_and_grad
+from es_toolkit.restarts import Restarts
 
 __all__ = [
     "Gumbel",
     "Normal",
     "OptimizeResult",
     "OptimizeState",
+    "Restarts",
     "make_perturbed_fun",
     "make_perturbed_value_and_grad",
     "maximize",

@@ -23,6 +23,7 @@ References:
     GECCO 2009 workshop.
 """
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -140,7 +141,7 @@ def plan_next(
     else:
         u_size, u_sigma = _uniforms(run_key(key, index))
         population = max(2, int(base_population * multiplier ** (u_size**2)))
-        cap = max(1, int(0.5 * large_evals / population))
+        cap = max(1, math.ceil(0.5 * large_evals / population))  # pycma: countiter >= cap
         plan = NextRun(population, 0.01**u_sigma, cap)
     state = accounted._replace(
         index=jnp.asarray(index, jnp.int32),
