@@ -44,11 +44,11 @@ def all_finite(tree):
 
 
 def test_registry_builds_every_strategy_by_name_with_defaults():
-    assert NAMES == ["ars", "open_es", "pgpe", "snes"]
+    assert NAMES == ["ars", "cma_es", "open_es", "pgpe", "snes"]
     for name in NAMES:
         es = get_strategy(name)(10)
         assert es.population_size == 10
-    with pytest.raises(ValueError, match=r"unknown strategy 'cma'.*ars, open_es, pgpe, snes"):
+    with pytest.raises(ValueError, match=r"unknown strategy 'cma'.*ars, cma_es, open_es, pgpe"):
         get_strategy("cma")
 
 
@@ -85,10 +85,22 @@ def test_bad_arguments_are_named(factory, kwargs, error, match):
 
 # Every default shaping maps constant fitness to all-zero weights (tied ranks share their
 # average); z-score is checked too. ARS has no shaping: its step (r+ - r-) / sigma_R is 0.
-ZERO_FOR_CONSTANT = {"open_es": "z_score", "pgpe": "z_score", "snes": "z_score", "ars": None}
+ZERO_FOR_CONSTANT = {
+    "open_es": "z_score",
+    "pgpe": "z_score",
+    "snes": "z_score",
+    "ars": None,
+    "cma_es": None,
+}
+# CMA-ES ranks with pycma's stable sort: tied members keep their order, so constant
+# fitness still moves it (its tolflatfitness criterion stops such a run).
+RANKED_IN_MEMBER_ORDER = {"cma_es"}
+# Eigenvectors of nearly equal eigenvalues turn float32 rounding (jit or not, chunks)
+# into differences of order rounding / eigenvalue gap.
+TOLERANCE = {"cma_es": {"rtol": 1e-3, "atol": 1e-3}}
 # Non-finite fitness: rank shapings put it below every finite value (tied among
 # themselves); ARS, which uses raw returns, replaces it by the worst finite return.
-NON_FINITE_AS = {"open_es": -1.0, "pgpe": -1.0, "snes": -1.0, "ars": 0.0}
+NON_FINITE_AS = {"open_es": -1.0, "pgpe": -1.0, "snes": -1.0, "ars": 0.0, "cma_es": -1.0}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -140,15 +152,16 @@ def test_contract(name):
     members = es.ask(keys[0], state)
     fitness = jax.vmap(fitness_fn)(members)
     first = es.tell(keys[0], state, fitness)
-    assert_trees_close(first, jax.tree.map(lambda leaf: leaf[0], (states, metrics)))
+    tolerance = TOLERANCE.get(name, {})
+    assert_trees_close(first, jax.tree.map(lambda leaf: leaf[0], (states, metrics)), **tolerance)
 
     # Chunked equals unchunked.
     assert_trees_equal(chunked.ask(keys[0], state), members)
     assert_trees_equal(chunked.ask(keys[0], state, 4, 4), jax.tree.map(lambda m: m[4:8], members))
-    assert_trees_close(chunked.tell(keys[0], state, fitness), first)
+    assert_trees_close(chunked.tell(keys[0], state, fitness), first, **tolerance)
 
     # Constant fitness, under the default shaping and under z-score.
-    for strategy in (es, flat):
+    for strategy in () if name in RANKED_IN_MEMBER_ORDER else (es, flat):
         start = constant = strategy.init(PARAMS)
         for key in keys:
             constant, constant_metrics = strategy.tell(key, constant, jnp.full(n, 3.0))
@@ -171,10 +184,11 @@ def test_contract(name):
     assert all_finite(nothing)
 
 
+NO_ANTITHETIC_OPTION = {"ars": (True,), "cma_es": (False,)}  # how they always draw
 DRAW_ONCE_CASES = [
     (name, antithetic)
     for name in NAMES
-    for antithetic in ((True,) if name == "ars" else (False, True))
+    for antithetic in NO_ANTITHETIC_OPTION.get(name, (False, True))
 ]
 
 
@@ -185,7 +199,7 @@ def test_evaluate_and_tell_draws_once_with_the_same_result(name, antithetic):
     state, metrics and fitness to float rounding, under jit, over 3 generations of a
     ``lax.scan``. ``tell`` really uses the given directions (any key then gives the same
     step), and chunked evaluation falls back to regenerating, with the same numbers."""
-    options = {} if name == "ars" else {"antithetic": antithetic}
+    options = {} if name in NO_ANTITHETIC_OPTION else {"antithetic": antithetic}
     es = get_strategy(name)(10, **options)
     keys = jax.random.split(KEY, 3)
 
@@ -237,6 +251,7 @@ SPHERE = {
     "pgpe": {"sigma": 0.3, "learning_rate": optax.linear_schedule(0.1, 0.005, 200)},
     "snes": {},
     "ars": {"sigma": 0.1, "learning_rate": 0.1},
+    "cma_es": {},
 }
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from es_toolkit.strategies.ars import ARSState, ars
 from es_toolkit.strategies.base import EvolutionStrategy
 from es_toolkit.strategies.clipup import ClipUpState, clipup
+from es_toolkit.strategies.cma_es import CMAESState, cma_es, cma_es_default_population_size
 from es_toolkit.strategies.open_es import OpenESState, open_es
 from es_toolkit.strategies.pgpe import PGPEState, pgpe
 from es_toolkit.strategies.snes import SNESState, snes
@@ -19,6 +20,7 @@ STRATEGIES: dict[str, Callable[..., EvolutionStrategy]] = {
     "pgpe": pgpe,
     "snes": snes,
     "ars": ars,
+    "cma_es": cma_es,
 }
 
 
@@ -35,6 +37,7 @@ def get_strategy(name: str) -> Callable[..., EvolutionStrategy]:
 __all__ = [
     "STRATEGIES",
     "ARSState",
+    "CMAESState",
     "ClipUpState",
     "EvolutionStrategy",
     "OpenESState",
@@ -42,6 +45,8 @@ __all__ = [
     "SNESState",
     "ars",
     "clipup",
+    "cma_es",
+    "cma_es_default_population_size",
     "get_strategy",
     "open_es",
     "pgpe",
