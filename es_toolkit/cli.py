@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from es_toolkit import objectives, parallel
+from es_toolkit import restarts as restarts_lib
 from es_toolkit import strategies as strategies_lib
 from es_toolkit.checkpoint import CheckpointError
 from es_toolkit.gym import RolloutError
@@ -122,6 +123,20 @@ def add_optimize_command(commands: Any) -> argparse.ArgumentParser:
         help="transform (default: pycma's map of every point into the box) or penalty "
         "(f at the nearest point of the box plus the squared distance)",
     )
+    cmd.add_argument(
+        "--max-evaluations",
+        type=int,
+        metavar="N",
+        help="budget of objective evaluations over all runs (default: none); raise it to "
+        "extend a run",
+    )
+    cmd.add_argument(
+        "--restarts",
+        choices=restarts_lib.KINDS,
+        help="when the strategy stops on its own criteria, start again with a larger "
+        "population (ipop) or alternating large and small ones (bipop; needs a strategy "
+        "with a step size, such as cma_es)",
+    )
     add_run_folder_arguments(cmd, "runs/optimize-OBJECTIVE-dD-STRATEGY-seedS")
     add_parallel_arguments(cmd)
     cmd.set_defaults(run=run_optimize)
@@ -146,7 +161,8 @@ def run_optimize(args: argparse.Namespace) -> int:
         print(
             f"{config.objective} d={config.dim} {config.strategy}: best value "
             f"{result.best_value:.6g} (optimum {optimal:.6g}) after {result.num_generations} "
-            "generations"
+            f"generations ({result.num_evaluations} evaluations, restarts: "
+            f"{result.num_restarts}, stop: {result.stop_reason})"
         )
         print(f"run folder {out}: metrics.jsonl, checkpoint.npz, curve.png, result.json")
     return 0

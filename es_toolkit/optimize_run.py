@@ -1,6 +1,6 @@
 """An optimization of a test objective (``es_toolkit.objectives``) into a run folder, as
 ``train`` does for policies: a JSONL log per generation, a checkpoint after every block
-(``--resume`` continues it exactly), a PNG curve and ``result.json``.
+(``--resume`` continues it exactly, restarts included), a PNG curve and ``result.json``.
 """
 
 import dataclasses
@@ -14,14 +14,16 @@ import jax.numpy as jnp
 
 from es_toolkit import _run_config as run_config
 from es_toolkit import objectives, parallel
+from es_toolkit import restarts as restarts_lib
 from es_toolkit import strategies as strategies_lib
 from es_toolkit._run_config import ConfigError
 from es_toolkit.optimize import BOUND_HANDLINGS, OptimizeResult, minimize, resume_template
 from es_toolkit.report import metrics_rows
 from es_toolkit.run_folder import RunClock, RunFolder
 
-# Fields a resumed optimization may change: they do not alter the generations run.
-RESUMABLE_FIELDS = ("num_generations", "devices")
+# Fields a resumed optimization may change: they do not alter the generations run (raising
+# num_generations or max_evaluations extends the run).
+RESUMABLE_FIELDS = ("num_generations", "max_evaluations", "devices")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +42,12 @@ class OptimizeConfig:
     # only inside the box, and the start is drawn in it.
     bounds: tuple[float | None, float | None] | None = None
     bound_handling: str = "transform"  # or "penalty": see es_toolkit.bounds
+    # Evaluations of the objective over all runs (members, and the mean every generation).
+    max_evaluations: int | None = None
+    # "ipop" or "bipop" (es_toolkit.restarts): when the strategy stops on its own
+    # criteria, start again from the same point with a larger (or, BIPOP, smaller)
+    # population, until the budgets or the target.
+    restarts: str | None = None
 
     def __post_init__(self):
         run_config.require_choice("objective", self.objective, objectives.OBJECTIVES)
@@ -53,11 +61,20 @@ class OptimizeConfig:
         run_config.require_finite("target", self.target, optional=True)
         object.__setattr__(self, "bounds", _check_bounds(self.bounds))
         run_config.require_choice("bound_handling", self.bound_handling, BOUND_HANDLINGS)
+        run_config.require_int("max_evaluations", self.max_evaluations, 1, optional=True)
+        if self.restarts is not None:
+            run_config.require_choice("restarts", self.restarts, restarts_lib.KINDS)
         try:
-            build_strategy(self)
+            strategy = build_strategy(self)
         except (TypeError, ValueError) as error:
             field = run_config.field_named_in(str(error), OptimizeConfig)
             raise ConfigError(field, str(error)) from None
+        if self.restarts == "bipop" and not _has_step_size(strategy, self.dim):
+            raise ConfigError(
+                "restarts",
+                f"restarts='bipop' draws the initial step size of each small run, and "
+                f"{self.strategy} keeps none in its state: use restarts='ipop'.",
+            )
 
     def initial_sigma(self) -> float:
         low, high = objectives.get(self.objective).bounds
@@ -67,6 +84,12 @@ class OptimizeConfig:
         return Path("runs") / (
             f"optimize-{self.objective}-d{self.dim}-{self.strategy}-seed{self.seed}"
         )
+
+
+def _has_step_size(strategy: strategies_lib.EvolutionStrategy, dim: int) -> bool:
+    """Whether the strategy's state holds ``sigma`` (BIPOP scales it); shapes only."""
+    state = jax.eval_shape(strategy.init, jax.ShapeDtypeStruct((dim,), jnp.float32))
+    return hasattr(state, "sigma")
 
 
 def _check_bounds(bounds: object) -> tuple[float | None, float | None] | None:
@@ -129,7 +152,8 @@ def run_optimization(
     """Minimizes ``config.objective`` from a random start, writing the run folder ``out``.
 
     With ``resume``, continues the run saved in ``out`` (``config`` may be ``None``, or
-    change only ``RESUMABLE_FIELDS``: raising ``num_generations`` extends the run).
+    change only ``RESUMABLE_FIELDS``: raising ``num_generations`` or ``max_evaluations``
+    extends the run).
     """
     folder = RunFolder(out, writer=parallel.is_main_process())
     metadata = folder.read_metadata() if resume else {}
@@ -138,6 +162,7 @@ def run_optimization(
         config = run_config.resume_config(
             saved, config, str(out), RESUMABLE_FIELDS, metadata["generation"]
         )
+        _check_budget_left(config, metadata, str(out))
     objective = objectives.get(config.objective)
     strategy = build_strategy(config)
     key = jax.random.key(config.seed)
@@ -145,7 +170,10 @@ def run_optimization(
     with folder.claim(resume=resume, overwrite=overwrite):
         start = None
         if resume:
-            start, _ = folder.load_checkpoint(resume_template(strategy, x0))
+            # After a restart the state has the shapes of that run's population.
+            size = metadata.get("run_population_size", config.population_size)
+            current = strategy.rebuild(population_size=size)
+            start, _ = folder.load_checkpoint(resume_template(current, x0))
             folder.truncate_log(int(start.generation))
         clock = RunClock(metadata.get("wall_time_s", 0.0))
 
@@ -154,12 +182,15 @@ def run_optimization(
             rows = metrics_rows(info["metrics"], first)
             wall = clock.elapsed()
             folder.append_log([{**row, "wall_time": wall} for row in rows])
+            checkpoint = info["checkpoint"]
             saved = {
                 "config": dataclasses.asdict(config),
                 "generation": info["generation"],
+                "num_evaluations": int(checkpoint.num_evaluations),
+                "run_population_size": int(checkpoint.run.population_size),
                 "wall_time_s": wall,
             }
-            folder.save_checkpoint(info["checkpoint"], saved)
+            folder.save_checkpoint(checkpoint, saved)
 
         mesh = config.devices or (jax.device_count() if jax.process_count() > 1 else None)
         result = minimize(
@@ -176,9 +207,21 @@ def run_optimization(
             start=start,
             bounds=config.bounds,
             bound_handling=config.bound_handling,
+            max_evaluations=config.max_evaluations,
+            restarts=config.restarts,
         )
         _write_summary(folder, config, result, objective, clock.elapsed())
     return result
+
+
+def _check_budget_left(config: OptimizeConfig, metadata: dict[str, Any], where: str) -> None:
+    done = metadata.get("num_evaluations", 0)
+    if config.max_evaluations is not None and config.max_evaluations < done:
+        raise ConfigError(
+            "max_evaluations",
+            f"max_evaluations must be at least {done}, the evaluations the run in {where} has "
+            f"done, got {config.max_evaluations}.",
+        )
 
 
 def _write_summary(folder, config, result, objective, wall: float) -> None:
@@ -199,6 +242,9 @@ def _write_summary(folder, config, result, objective, wall: float) -> None:
             "config": dataclasses.asdict(config),
             "sigma": config.initial_sigma(),
             "generations": result.num_generations,
+            "num_evaluations": result.num_evaluations,
+            "num_restarts": result.num_restarts,
+            "stop_reason": result.stop_reason,
             "best_value": result.best_value,
             "optimal_value": objective.optimal_value(config.dim),
             "reached_target": result.reached_target,

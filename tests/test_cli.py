@@ -109,6 +109,12 @@ def test_refuses_a_folder_with_another_run(tmp_path, capsys):
         (["--chunk-size", "3"], "--chunk-size must be even"),
         (["--dim", "0"], "--dim must be an int >= 1, got 0."),
         (["--resume"], "holds no saved run"),
+        (["--max-evaluations", "0"], "--max-evaluations must be an int >= 1, got 0."),
+        (["--restarts", "pop"], "invalid choice: 'pop'"),
+        (
+            ["--restarts", "bipop"],
+            "--restarts='bipop' draws the initial step size of each small run, and open_es",
+        ),
     ],
 )
 def test_bad_options_are_named(tmp_path, capsys, argv, message):
@@ -194,3 +200,33 @@ def test_resume_keeps_the_bounds(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["optimize", "--resume", "--out", str(tmp_path / "split"), "--bounds=0,2"])
     assert "cannot resume" in capsys.readouterr().err
+
+
+RESTARTING = ["--objective", "rastrigin", "--dim", "2", "--strategy", "cma_es", "--population", "6"]
+
+
+def test_restarts_and_the_budget(tmp_path, capsys):
+    """CMA-ES with 6 members stops on the 2-d Rastrigin after about 150 generations and
+    IPOP restarts it with 12: a budget of 1500 evaluations ends the run inside the second
+    run (13 evaluations a generation with the mean). Raised to 2000 on resume, the run
+    goes on to that budget (still inside its second run, which ends after about 2200)."""
+    argv = [*RESTARTING, "--generations", "400", "--restarts", "ipop", "--quiet"]
+    assert main(["optimize", *argv, "--max-evaluations", "1500", "--out", str(tmp_path)]) == 0
+    first = json.loads((tmp_path / "result.json").read_text())
+    assert first["config"]["restarts"] == "ipop"
+    assert (first["num_restarts"], first["stop_reason"]) == (1, "max_evaluations")
+    assert 1500 - 13 < first["num_evaluations"] <= 1500
+    assert (
+        f"after {first['generations']} generations ({first['num_evaluations']} evaluations, "
+        "restarts: 1, stop: max_evaluations)"
+    ) in capsys.readouterr().out
+    assert main(["optimize", "--resume", "--out", str(tmp_path), "--max-evaluations", "2000"]) == 0
+    resumed = json.loads((tmp_path / "result.json").read_text())
+    check_run_folder(tmp_path, resumed["generations"])  # the log goes on without a gap
+    assert resumed["config"]["max_evaluations"] == 2000
+    assert (resumed["num_restarts"], resumed["stop_reason"]) == (1, "max_evaluations")
+    assert 2000 - 13 < resumed["num_evaluations"] <= 2000
+    assert (
+        resumed["generations"]
+        == first["generations"] + (resumed["num_evaluations"] - first["num_evaluations"]) // 13
+    )
