@@ -214,7 +214,7 @@ def test_reaches_1e_minus_8_on_the_ellipsoid_like_pycma():
 
 
 def test_contract_under_jit_in_chunks_and_with_non_finite_fitness():
-    """Three generations in a jitted ``lax.scan`` equal eager calls; chunks of 4 (with a
+    """Three generations in a jitted ``lax.scan`` equal separate calls; chunks of 4 (with a
     remainder) ask and tell the same; NaN and +-inf rank exactly like values below the
     worst finite one (in member order) and leave the state finite, even when all are NaN;
     ``evaluate_and_tell`` (noise drawn once) equals ask-then-tell; ``rebuild`` changes the
@@ -223,6 +223,7 @@ def test_contract_under_jit_in_chunks_and_with_non_finite_fitness():
     params = jax.tree.map(jnp.asarray, PARAMS)
     state = es.init(params)
     keys = jax.random.split(KEY, 3)
+    tell, tell_in_chunks = jax.jit(es.tell), jax.jit(chunked.tell)
 
     def f(p):
         return -sum(jnp.sum((leaf - 0.5) ** 2) for leaf in jax.tree.leaves(p))
@@ -237,23 +238,23 @@ def test_contract_under_jit_in_chunks_and_with_non_finite_fitness():
     assert {"fitness_mean", "num_non_finite", "grad_norm", "sigma", "axis_ratio"} <= set(metrics)
     members = es.ask(keys[0], state)
     fitness = jax.vmap(f)(members)
-    first = es.tell(keys[0], state, fitness)
+    first = tell(keys[0], state, fitness)
     assert_trees_close(first, jax.tree.map(lambda leaf: leaf[0], (states, metrics)))
     assert_trees_close(chunked.ask(keys[0], state), members, rtol=0, atol=0)
     assert_trees_close(chunked.ask(keys[0], state, 4, 4), jax.tree.map(lambda m: m[4:8], members))
-    assert_trees_close(chunked.tell(keys[0], state, fitness), first)
+    assert_trees_close(tell_in_chunks(keys[0], state, fitness), first)
     once = base.evaluate_and_tell(es, keys[0], state, f)
     assert_trees_close(once, (*first, fitness))
 
     fitness = fitness.at[9].set(jnp.min(fitness) - 1.0)  # the strict worst finite, last
     bad = fitness.at[jnp.array([0, 3, 4])].set(jnp.array([jnp.nan, jnp.inf, -jnp.inf]))
     worst = fitness.at[jnp.array([0, 3, 4])].set(fitness[9] - 1.0)
-    got, got_metrics = es.tell(keys[0], state, bad)
+    got, got_metrics = tell(keys[0], state, bad)
     assert int(got_metrics["num_non_finite"]) == 3
-    assert_trees_close(got, es.tell(keys[0], state, worst)[0])
-    assert all_finite(es.tell(keys[0], state, jnp.full(10, jnp.nan))[0])
+    assert_trees_close(got, tell(keys[0], state, worst)[0])
+    assert all_finite(tell(keys[0], state, jnp.full(10, jnp.nan))[0])
     with pytest.raises(ValueError, match=r"fitness must have shape \(10,\)"):
-        es.tell(KEY, state, jnp.zeros(9))
+        tell(KEY, state, jnp.zeros(9))
     assert es.rebuild(population_size=20).population_size == 20
 
 
