@@ -280,3 +280,33 @@ def test_bbob_solves_the_2d_sphere_with_ours_and_pycma(tmp_path):
         assert 0 < record["evaluations"] <= 2000
     assert (tmp_path / "exdata" / "ours-cma-bipop" / "d02").is_dir()
     assert "| ours: `cma_es` + BIPOP | 1/1 | 1/1 |" in doc.read_text()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("cma") is None,
+    reason="pycma (cma) is not installed here: the CMA-ES benchmark runs in .venv-bench "
+    "(see scripts/bench_cma.py)",
+)
+def test_cma_quick_times_every_side_and_runs_the_large_scale_part(tmp_path):
+    """bench_cma --quick in float32: every importable side is timed at d = 10 (evosax is
+    left out where it is not installed), and 20 generations of ours (and evosax's)
+    LM-MA-ES and sep-CMA-ES from x0 = 1 with sigma 1 lower the ellipsoid, which falls
+    along most directions from there, and stay finite."""
+    saved = tmp_path / "cma.json"
+    proc = run_script("scripts/bench_cma.py", "--quick", "--x64-dims", "--json", str(saved))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(saved.read_text())
+    expected = ["ours", "ours_scan", "evosax", "pycma"]
+    if importlib.util.find_spec("evosax") is None:
+        expected.remove("evosax")
+    (speed,) = results["speed"]
+    assert (speed["d"], speed["x64"], sorted(speed["sides"])) == (10, False, sorted(expected))
+    for side in speed["sides"].values():
+        assert side["times_s"]["60"]
+    assert [row["strategy"] for row in results["large"]] == ["lm_ma_es", "sep_cma_es"]
+    for row in results["large"]:
+        for library in row["libraries"].values():
+            assert not library["nonfinite"]
+            assert library["final"] < library["curve"][0][1]
+    assert "## CMA-ES family: speed and large scale" in proc.stdout
+    assert "| LM-MA-ES | ours |" in proc.stdout
