@@ -178,7 +178,11 @@ def test_contract(name):
     assert int(got_metrics["num_non_finite"]) == 3
     assert all_finite(got)
     assert all_finite(got_metrics["grad_norm"])
-    assert_trees_close(got, es.tell(keys[0], state, worst)[0])
+
+    def updated(s):  # a termination history, where kept, records that some were not finite
+        return s._replace(history=None) if hasattr(s, "history") else s
+
+    assert_trees_close(updated(got), updated(es.tell(keys[0], state, worst)[0]))
     nothing, nothing_metrics = es.tell(keys[0], state, jnp.full(n, jnp.nan))
     assert int(nothing_metrics["num_non_finite"]) == n
     assert all_finite(nothing)

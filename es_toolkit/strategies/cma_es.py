@@ -11,8 +11,8 @@ members ranked best first (:math:`i{:}\lambda`), :math:`w_i` the recombination w
     m &\leftarrow m + c_m \sigma y_w, \\
     p_\sigma &\leftarrow (1 - c_\sigma) p_\sigma
         + \sqrt{c_\sigma (2 - c_\sigma) \mu_\mathrm{eff}}\; C^{-1/2} y_w, \\
-    \sigma &\leftarrow \sigma \exp\Big(\frac{c_\sigma}{d_\sigma}
-        \Big(\frac{\lVert p_\sigma \rVert}{E\lVert N(0, I) \rVert} - 1\Big)\Big), \\
+    \sigma &\leftarrow \sigma \exp\Big(\min\Big(1, \frac{c_\sigma}{d_\sigma}
+        \Big(\frac{\lVert p_\sigma \rVert}{E\lVert N(0, I) \rVert} - 1\Big)\Big)\Big), \\
     p_c &\leftarrow (1 - c_c) p_c + h_\sigma \sqrt{c_c (2 - c_c) \mu_\mathrm{eff}}\; y_w, \\
     C &\leftarrow \big(1 + c_1 \delta(h_\sigma) - c_1 - c_\mu \textstyle\sum_j w_j\big) C
         + c_1 p_c p_c^\top + c_\mu \sum_{i=1}^{\lambda} w_i^\circ\,
@@ -23,7 +23,10 @@ c_\sigma)^{2(g+1)}} < (1.4 + 2/(n+1))\, E\lVert N(0, I) \rVert` (:math:`g` count
 generations from 0), :math:`\delta(h_\sigma) = (1 - h_\sigma) c_c (2 - c_c)`, and
 :math:`w_i^\circ = w_i` for :math:`w_i \ge 0`, :math:`w_i\, n / \lVert C^{-1/2}
 y_{i:\lambda} \rVert^2` otherwise. The constants are the defaults of the tutorial's
-Table 1 (see :func:`default_parameters`); :math:`c_m = 1`.
+Table 1 (see :func:`default_parameters`); :math:`c_m = 1`. The bound of 1 on
+:math:`\log \sigma`'s change is pycma's, a guard the tutorial does not have: it keeps a
+rare very long :math:`p_\sigma` (large populations, flat then steep fitness) from
+blowing :math:`\sigma` up in one generation.
 
 Everything is computed in :math:`z`-space, in one chunked sweep over the population that
 regenerates :math:`z_i` from the key: :math:`z_w = \sum_{i \le \mu} w_i z_{i:\lambda}`
@@ -44,8 +47,9 @@ least float32. ``stop`` applies pycma's termination criteria (see
 Where pycma 4.5 differs, this follows the tutorial: pycma adds 1/4 to the numerator of
 :math:`c_\mu`, scales :math:`c_1` by :math:`\min(1, \lambda/6)`, uses
 :math:`c_\sigma = (\mu_\mathrm{eff} + 2)/(n + \mu_\mathrm{eff} + 3)`, another
-:math:`d_\sigma`, a squared-norm :math:`h_\sigma` test, bounds each
-:math:`\log \sigma` change by 1 and mirrors samples for :math:`\lambda < 6`.
+:math:`d_\sigma`, a squared-norm :math:`h_\sigma` test, mirrors samples for
+:math:`\lambda < 6` and rescales
+the coordinates once :math:`C`'s condition passes 1e8 (``conditioncov_alleviate``).
 
 References:
     Hansen, "The CMA Evolution Strategy: A Tutorial", arXiv:1604.00772, 2016 (Table 1
@@ -67,7 +71,7 @@ from jax.flatten_util import ravel_pytree
 from es_toolkit import population_shard
 from es_toolkit import sampling as sampling_lib
 from es_toolkit._validate import check_int, check_positive_scalar
-from es_toolkit.strategies import base
+from es_toolkit.strategies import base, termination
 from es_toolkit.types import PRNGKey, PyTree
 
 HIGHEST = jax.lax.Precision.HIGHEST  # no TF32/bf16 passes in the covariance algebra
@@ -82,6 +86,7 @@ class CMAESState(NamedTuple):
     p_sigma: jax.Array  # (d,) conjugate evolution path (step size)
     p_c: jax.Array  # (d,) evolution path (rank-one update)
     generation: jax.Array  # int32 scalar: tells so far
+    history: termination.FitnessHistory  # what the termination criteria remember
 
 
 class CMAParameters(NamedTuple):
@@ -171,6 +176,15 @@ def cma_es(
     sigma: float = 1.0,
     *,
     chunk_size: int | None = None,
+    tolfun: float | None = 1e-11,
+    tolfunhist: float | None = 1e-12,
+    tolx: float | None = 1e-11,
+    tolstagnation: int | str | None = "default",
+    tolconditioncov: float | None = 1e14,
+    noeffectaxis: bool = True,
+    noeffectcoord: bool = True,
+    tolflatfitness: int | None = 1,
+    tolupsigma: float | None = 1e20,
 ) -> base.EvolutionStrategy:
     """CMA-ES with the tutorial's default constants.
 
@@ -181,6 +195,12 @@ def cma_es(
             identity).
         chunk_size: members whose noise ``tell`` holds at once; ``None``: as many as fit
             ``sampling.DEFAULT_MEMORY_BUDGET`` (256 MiB) of noise, all when they fit.
+        tolfun, tolfunhist, tolx, tolstagnation, tolconditioncov, noeffectaxis,
+            noeffectcoord, tolflatfitness, tolupsigma: pycma's termination criteria and
+            defaults (see :mod:`~es_toolkit.strategies.termination`), which ``stop``
+            applies after every generation; ``None`` (``False`` for the ``noeffect``
+            flags) switches one off. ``tolstagnation="default"`` is
+            ``int(100 + 100 d**1.5 / population_size)`` generations.
 
     Returns:
         An :class:`~es_toolkit.strategies.EvolutionStrategy` with :class:`CMAESState`.
@@ -188,6 +208,20 @@ def cma_es(
     check_int("population_size", population_size, minimum=2)
     sampling = base.perturbation_sampling(population_size, False, chunk_size)
     check_positive_scalar("sigma", sigma)
+    criteria = termination.criteria(
+        tolfun=tolfun,
+        tolfunhist=tolfunhist,
+        tolx=tolx,
+        tolstagnation=tolstagnation,
+        tolconditioncov=tolconditioncov,
+        noeffectaxis=noeffectaxis,
+        noeffectcoord=noeffectcoord,
+        tolflatfitness=tolflatfitness,
+        tolupsigma=tolupsigma,
+    )
+
+    def stagnation(n: int) -> int | None:
+        return termination.resolve_tolstagnation(criteria.tolstagnation, n, population_size)
 
     def init(params: PyTree) -> CMAESState:
         params = base.check_params(params)
@@ -204,6 +238,7 @@ def cma_es(
             p_sigma=zeros,
             p_c=zeros,
             generation=jnp.zeros((), jnp.int32),
+            history=termination.init_history(d, population_size, dtype, stagnation(d)),
         )
 
     def transform(state: CMAESState, z: PyTree) -> PyTree:
@@ -229,7 +264,8 @@ def cma_es(
             p.c_sigma * (2 - p.c_sigma) * p.mueff
         ) * whitened
         norm = jnp.linalg.norm(p_sigma)
-        sigma = state.sigma * jnp.exp((p.c_sigma / p.d_sigma) * (norm / p.chi_n - 1))
+        log_change = jnp.minimum(1.0, (p.c_sigma / p.d_sigma) * (norm / p.chi_n - 1))
+        sigma = state.sigma * jnp.exp(log_change)
         unbias = jnp.sqrt(1 - (1 - p.c_sigma) ** (2.0 * (state.generation + 1).astype(dtype)))
         h_sigma = (norm / unbias < (1.4 + 2 / (n + 1)) * p.chi_n).astype(dtype)
         p_c = (1 - p.c_c) * state.p_c + h_sigma * math.sqrt(p.c_c * (2 - p.c_c) * p.mueff) * y_w
@@ -254,6 +290,7 @@ def cma_es(
             p_sigma=p_sigma,
             p_c=p_c,
             generation=generation,
+            history=termination.update_history(state.history, fitness, stagnation(n)),
         )
         metrics = {  # of the distribution the members were drawn from
             **base.fitness_metrics(fitness),
@@ -263,7 +300,28 @@ def cma_es(
         }
         return new, metrics
 
-    return base.make_strategy(init, tell, sampling, transform=transform)
+    def stop(state: CMAESState) -> jax.Array:
+        flat_mean = ravel_pytree(state.mean)[0]
+        n = flat_mean.size
+        axis = state.generation % n  # pycma tries one principal axis per generation
+        distribution = termination.Distribution(
+            mean=flat_mean,
+            sigma=state.sigma,
+            p_c=state.p_c,
+            stds=jnp.sqrt(jnp.maximum(jnp.diagonal(state.C), 0)),
+            scales=state.D,
+            axis=state.D[axis] * state.B[:, axis],
+        )
+        return termination.reason(
+            criteria,
+            state.history,
+            distribution,
+            num_params=n,
+            population_size=population_size,
+            sigma0=sigma,
+        )
+
+    return base.make_strategy(init, tell, sampling, transform=transform, stop=stop)
 
 
 def ranks(fitness: jax.Array) -> jax.Array:
