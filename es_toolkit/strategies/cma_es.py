@@ -265,7 +265,7 @@ def cma_es(
         ) * whitened
         norm = jnp.linalg.norm(p_sigma)
         log_change = jnp.minimum(1.0, (p.c_sigma / p.d_sigma) * (norm / p.chi_n - 1))
-        sigma = state.sigma * jnp.exp(log_change)
+        new_sigma = state.sigma * jnp.exp(log_change)
         unbias = jnp.sqrt(1 - (1 - p.c_sigma) ** (2.0 * (state.generation + 1).astype(dtype)))
         h_sigma = (norm / unbias < (1.4 + 2 / (n + 1)) * p.chi_n).astype(dtype)
         p_c = (1 - p.c_c) * state.p_c + h_sigma * math.sqrt(p.c_c * (2 - p.c_c) * p.mueff) * y_w
@@ -283,7 +283,7 @@ def cma_es(
         )
         new = CMAESState(
             mean=unravel(mean.astype(flat_mean.dtype)),
-            sigma=sigma.astype(dtype),
+            sigma=new_sigma,
             C=cov,
             B=b,
             D=d,
