@@ -258,7 +258,8 @@ def _optimize(
         "evaluate_mean": evaluate_mean,
         "bound_handling": None if box is None else bound_handling,
     }
-    if start is None:
+    resumed = start is not None
+    if not resumed:
         start = _first_checkpoint(strategy, search_x0, fitness_dtype, static, box)
     run = start.run
     current = _strategy_of_run(strategy, run)
@@ -279,30 +280,42 @@ def _optimize(
             box,
         )
 
+    if resumed and current.stop is not None:
+        # A checkpoint taken as a run stopped on its own criteria restarts right away.
+        carry = carry._replace(stop=jnp.asarray(current.stop(carry.state), jnp.int32))
     while True:
-        limits = limits_of(run, carry, current)
-        stop = _stop_before_block(carry, limits)
-        if stop:
-            carry = carry._replace(stop=jnp.asarray(stop, jnp.int32))
-            break
-        carry, block = _run_block(current, chunk_size, memory_budget, static, carry, limits, x0)
-        blocks.append(block)
-        mean = {"mean": float(block["mean_value"][-1])} if evaluate_mean else {}
-        bar.update(int(carry.generation), best=float(sign * carry.best_fitness), **mean)
+        block = None
+        if not int(carry.stop):
+            limits = limits_of(run, carry, current)
+            stop = _stop_before_block(carry, limits)
+            if stop:
+                carry = carry._replace(stop=jnp.asarray(stop, jnp.int32))
+                break
+            carry, block = _run_block(current, chunk_size, memory_budget, static, carry, limits, x0)
+            blocks.append(block)
+            mean = {"mean": float(block["mean_value"][-1])} if evaluate_mean else {}
+            bar.update(int(carry.generation), best=float(sign * carry.best_fitness), **mean)
         stop = int(carry.stop)
         if stop in _RESTARTABLE and restarts is not None:
             restarted = _restart(restarts, strategy, run, carry, search_x0, key, limits_of)
-            if restarted is not None:
+            if isinstance(restarted, tuple):
                 run, current, carry = restarted
                 stop = 0
-        if callback is not None and callback(
-            {
-                "generation": int(carry.generation),
-                "metrics": block,
-                "best_value": float(sign * carry.best_fitness),
-                "state": carry.state,
-                "checkpoint": OptimizeState(*carry[:5], run=run),
-            }
+            elif restarted:  # a limit leaves no room for the next run: it is the reason
+                stop = restarted
+                carry = carry._replace(stop=jnp.asarray(stop, jnp.int32))
+        if (
+            block is not None
+            and callback is not None
+            and callback(
+                {
+                    "generation": int(carry.generation),
+                    "metrics": block,
+                    "best_value": float(sign * carry.best_fitness),
+                    "state": carry.state,
+                    "checkpoint": OptimizeState(*carry[:5], run=run),
+                }
+            )
         ):
             carry = carry._replace(stop=jnp.asarray(termination.code("callback"), jnp.int32))
             break
@@ -424,8 +437,8 @@ def _stop_before_block(carry, limits) -> int:
 
 
 def _restart(restarts, strategy, run, carry, x0, key, limits_of):
-    """``(run, strategy, carry)`` of the next run of the schedule, or ``None`` when the
-    schedule, the budget or the generations are spent."""
+    """``(run, strategy, carry)`` of the next run of the schedule; ``None`` when the
+    schedule is spent, or the stop code of the limit that leaves no generation for it."""
     evaluations = int(carry.num_evaluations) - int(run.first_evaluations)
     plan, next_run = restarts_lib.plan_next(
         restarts, run, strategy.population_size, evaluations, key
@@ -447,9 +460,11 @@ def _restart(restarts, strategy, run, carry, x0, key, limits_of):
         first_evaluations=carry.num_evaluations,
     )
     carry = carry._replace(state=state, stop=jnp.zeros((), jnp.int32))
-    if _stop_before_block(carry, limits_of(next_run, carry, current)):
-        return None  # no generation of it could run
-    return next_run, current, carry
+    return _stop_before_block(carry, limits_of(next_run, carry, current)) or (
+        next_run,
+        current,
+        carry,
+    )
 
 
 def _run_block(strategy, chunk_size, memory_budget, static, carry, limits, x0):
