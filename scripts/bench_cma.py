@@ -12,9 +12,11 @@ Part 1, time per generation of CMA-ES at the default population :math:`4 + \\lfl
 * pycma's ``CMAEvolutionStrategy`` (``verbose=-9``): the time spent in ``es.ask()`` and
   ``es.tell()``, the objective (NumPy) left out.
 
-A JAX side's time per generation is the steady state after compilation, ``(t(long) -
-t(short)) / (long - short)`` from the medians over repeats of whole runs of two lengths,
-so that the fixed cost of a call drops out. The sides alternate within each repeat. The same
+Times are the process's CPU time (every side is single-threaded, so this is its time on
+one core, without the waits of a shared machine; wall times are saved too). A JAX side's
+time per generation is the steady state after compilation, ``(t(long) - t(short)) / (long
+- short)`` from the medians over repeats of whole runs of two lengths, so that the fixed
+cost of a call drops out. The sides alternate within each repeat. The same
 runs of ours (and pycma) are repeated under ``jax_enable_x64`` with a float64 ``x0``.
 
 Part 2, large scale: ``lm_ma_es`` and ``sep_cma_es`` against evosax's ``LM_MA_ES`` and
@@ -184,9 +186,21 @@ def population_size(d):
     return cma_es_default_population_size(d)
 
 
+class Clock:
+    """Seconds since it started, as ``(cpu, wall)``: the process's CPU time (all its
+    threads; every side runs single-threaded, so this is its time on one core, without
+    the waits of a shared machine) and the wall time."""
+
+    def __init__(self):
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+
+    def read(self):
+        return time.process_time() - self.cpu, time.perf_counter() - self.wall
+
+
 def compiled_by_length(make_run):
-    """``run(num_generations, seed) -> (seconds, f at the final mean)`` for a jitted
-    ``make_run(num_generations)(key)``, compiled once per length (untimed)."""
+    """``run(num_generations, seed) -> ((cpu s, wall s), f at the final mean)`` for a
+    jitted ``make_run(num_generations)(key)``, compiled once per length (untimed)."""
     import jax
 
     compiled = {}
@@ -196,9 +210,9 @@ def compiled_by_length(make_run):
             lowered = jax.jit(make_run(num_generations)).lower(jax.random.key(0))
             compiled[num_generations] = lowered.compile()
         key = jax.random.key(seed)
-        start = time.perf_counter()
+        clock = Clock()
         value = float(compiled[num_generations](key))
-        return time.perf_counter() - start, value
+        return clock.read(), value
 
     return run
 
@@ -215,7 +229,7 @@ def ours_minimize_timer(d, dtype, block_size):
     x0 = jnp.ones(d, dtype)
 
     def run(num_generations, seed):
-        start = time.perf_counter()
+        clock = Clock()
         result = minimize(
             f,
             x0,
@@ -227,7 +241,7 @@ def ours_minimize_timer(d, dtype, block_size):
             evaluate_mean=False,
         )
         value = float(result.best_value)
-        seconds = time.perf_counter() - start
+        seconds = clock.read()
         if int(result.num_generations) != num_generations:
             raise RuntimeError(
                 f"minimize stopped after {int(result.num_generations)} of "
@@ -265,26 +279,20 @@ def ours_scan_timer(d, dtype):
     return compiled_by_length(make_run)
 
 
-def evosax_run(algorithm, params, f, x0, num_generations, step_extra=None):
-    """``run(key) -> (final state, extra)``: evosax's loop as its users write it."""
+def evosax_generation(algorithm, params, f, key, state, generation):
+    """``(state, fitness)`` after one generation of evosax as its users write it: ``ask``,
+    the vmapped objective, ``tell`` (evosax minimizes)."""
     import jax
-    import jax.numpy as jnp
 
-    def run(key):
-        def step(state, generation):
-            ask_key, tell_key = jax.random.split(jax.random.fold_in(key, generation))
-            population, state = algorithm.ask(ask_key, state, params)
-            fitness = jax.vmap(f)(population)
-            state, _ = algorithm.tell(tell_key, population, fitness, state, params)
-            return state, None if step_extra is None else step_extra(generation, fitness)
-
-        state = algorithm.init(key, x0, params)
-        return jax.lax.scan(step, state, jnp.arange(num_generations))
-
-    return run
+    ask_key, tell_key = jax.random.split(jax.random.fold_in(key, generation))
+    population, state = algorithm.ask(ask_key, state, params)
+    fitness = jax.vmap(f)(population)
+    state, _ = algorithm.tell(tell_key, population, fitness, state, params)
+    return state, fitness
 
 
 def evosax_timer(d, dtype):
+    import jax
     import jax.numpy as jnp
     from evosax.algorithms import CMA_ES
 
@@ -294,14 +302,22 @@ def evosax_timer(d, dtype):
     params = algorithm.default_params.replace(std_init=jnp.asarray(SIGMA0, dtype))
 
     def make_run(num_generations):
-        run = evosax_run(algorithm, params, f, x0, num_generations)
-        return lambda key: f(run(key)[0].mean)
+        def run(key):
+            def step(state, generation):
+                return evosax_generation(algorithm, params, f, key, state, generation)[0], None
+
+            state = algorithm.init(key, x0, params)
+            state, _ = jax.lax.scan(step, state, jnp.arange(num_generations))
+            return f(state.mean)
+
+        return run
 
     return compiled_by_length(make_run)
 
 
 def pycma_timer(d):
-    """Seconds in ``es.ask()`` + ``es.tell()`` over a run; the NumPy objective excluded."""
+    """Seconds ``(cpu, wall)`` in ``es.ask()`` + ``es.tell()`` over a run; the NumPy
+    objective between them excluded."""
     import cma
     import numpy as np
 
@@ -310,16 +326,16 @@ def pycma_timer(d):
     def run(num_generations, seed):
         options = {"verbose": -9, "popsize": population_size(d), "seed": seed + 1}
         es = cma.CMAEvolutionStrategy(np.ones(d), SIGMA0, options)
-        spent = 0.0
+        spent = np.zeros(2)
         for _ in range(num_generations):
-            start = time.perf_counter()
+            clock = Clock()
             members = es.ask()
-            asked = time.perf_counter()
+            spent += clock.read()
             fitness = (np.asarray(members) ** 2 @ weights).tolist()
-            told = time.perf_counter()
+            clock = Clock()
             es.tell(members, fitness)
-            spent += (asked - start) + (time.perf_counter() - told)
-        return spent, float(np.asarray(es.mean) ** 2 @ weights)
+            spent += clock.read()
+        return tuple(spent.tolist()), float(np.asarray(es.mean) ** 2 @ weights)
 
     return run
 
@@ -342,39 +358,40 @@ def speed_case(case):
     for side in case["sides"]:
         start = time.perf_counter()
         timers[side] = builders[side]()
-        lengths = (long,) if side == "pycma" else (short, long)
-        for length in lengths:  # compiles, and one untimed run of each length
+        for length in lengths_of(side, short, long):  # compiles; one untimed run of each
             timers[side](length, 0)
         compile_s[side] = time.perf_counter() - start
-    times = {side: {short: [], long: []} for side in timers}
+    times = {side: {length: [] for length in lengths_of(side, short, long)} for side in timers}
     finals = {side: [] for side in timers}
     for repeat in range(case["repeats"]):
-        order = list(timers)
-        order = order[repeat % len(order) :] + order[: repeat % len(order)]
-        for side in order:
-            lengths = (long,) if side == "pycma" else (short, long)
-            for length in lengths:
+        shift = repeat % len(timers)
+        for side in list(timers)[shift:] + list(timers)[:shift]:
+            for length in lengths_of(side, short, long):
                 seconds, value = timers[side](length, repeat + 1)
                 times[side][length].append(seconds)
             finals[side].append(value)
     sides = {}
     for side in timers:
-        long_s = statistics.median(times[side][long])
-        if side == "pycma":
-            per_generation = long_s / long
-            fixed = 0.0
-        else:
-            short_s = statistics.median(times[side][short])
-            per_generation = (long_s - short_s) / (long - short)
-            fixed = short_s - short * per_generation
         sides[side] = {
-            "us_per_generation": per_generation * 1e6,
-            "fixed_ms": fixed * 1e3,
-            "times_s": {str(length): values for length, values in times[side].items()},
             "compile_s": compile_s[side],
+            "times_s": {str(length): values for length, values in times[side].items()},
             "median_final": statistics.median(finals[side]),
         }
+        for clock, name in enumerate(("us_per_generation", "wall_us_per_generation")):
+            median = {length: statistics.median(t[clock] for t in values)
+                      for length, values in times[side].items()}  # fmt: skip
+            if side == "pycma":
+                per_generation = median[long] / long
+            else:
+                per_generation = (median[long] - median[short]) / (long - short)
+            sides[side][name] = per_generation * 1e6
     return {**case, "population_size": population_size(d), "sides": sides}
+
+
+def lengths_of(side, short, long):
+    """The run lengths a side is timed at: pycma's time is summed over its generations,
+    the JAX sides' is the difference between two lengths."""
+    return (long,) if side == "pycma" else (short, long)
 
 
 def default_repeats(d, quick):
@@ -414,68 +431,53 @@ def our_factory(name):
 
 
 def large_runners(case, f, x0):
-    """``{library: (init(key), advance(state, key, first_generation) -> (state, first
-    non-finite generation or -1), mean(state))}`` over ``case["record_every"]``
-    generations per call, jitted."""
+    """``{library: (init(key), advance(state, key, first) -> (state, first generation
+    with a non-finite f, or -1))}``: ``advance`` runs generations ``first, first + 1,
+    ...`` (``case["record_every"]`` of them), jitted."""
     import jax
     import jax.numpy as jnp
 
     from es_toolkit.strategies.base import evaluate_and_tell
 
-    name, lam, every = case["strategy"], case["population_size"], case["record_every"]
-
-    def first_bad(generation, fitness):
-        return jnp.where(jnp.all(jnp.isfinite(fitness)), -1, generation)
-
-    def earliest(flags):
-        flags = jnp.where(flags < 0, jnp.iinfo(jnp.int32).max, flags)
-        smallest = jnp.min(flags)
-        return jnp.where(smallest == jnp.iinfo(jnp.int32).max, -1, smallest)
-
-    runners = {}
+    name, lam = case["strategy"], case["population_size"]
+    generations = {}
     if "ours" in case["libraries"]:
         strategy = our_factory(name)(lam, SIGMA0)
 
-        def ours_advance(state, key, first):
-            def step(state, generation):
-                gen_key = jax.random.fold_in(key, generation)
-                state, _, fitness = evaluate_and_tell(strategy, gen_key, state, lambda x: -f(x))
-                return state, first_bad(generation, fitness)
+        def ours_generation(key, state, generation):
+            gen_key = jax.random.fold_in(key, generation)
+            state, _, fitness = evaluate_and_tell(strategy, gen_key, state, lambda x: -f(x))
+            return state, fitness
 
-            state, flags = jax.lax.scan(step, state, first + jnp.arange(every))
-            return state, earliest(flags)
-
-        runners["ours"] = (lambda key: strategy.init(x0), ours_advance, lambda s: s.mean)
+        generations["ours"] = (lambda key: strategy.init(x0), ours_generation)
     if "evosax" in case["libraries"]:
         from evosax import algorithms
 
         algorithm = getattr(algorithms, LARGE_STRATEGIES[name])(lam, x0)
         params = algorithm.default_params.replace(std_init=jnp.asarray(SIGMA0, x0.dtype))
-
-        def evosax_advance(state, key, first):
-            def step(state, generation):
-                ask_key, tell_key = jax.random.split(jax.random.fold_in(key, generation))
-                population, state = algorithm.ask(ask_key, state, params)
-                fitness = jax.vmap(f)(population)
-                state, _ = algorithm.tell(tell_key, population, fitness, state, params)
-                return state, first_bad(generation, fitness)
-
-            state, flags = jax.lax.scan(step, state, first + jnp.arange(every))
-            return state, earliest(flags)
-
-        runners["evosax"] = (
+        generations["evosax"] = (
             lambda key: algorithm.init(key, x0, params),
-            evosax_advance,
-            lambda s: s.mean,
+            lambda key, state, g: evosax_generation(algorithm, params, f, key, state, g),
         )
-    return {
-        library: (init, jax.jit(advance), jax.jit(lambda s, mean=mean: f(mean(s))))
-        for library, (init, advance, mean) in runners.items()
-    }
+
+    def advancing(generation):
+        def advance(state, key, first):
+            def step(state, g):
+                state, fitness = generation(key, state, g)
+                return state, jnp.where(jnp.all(jnp.isfinite(fitness)), -1, g)
+
+            state, flags = jax.lax.scan(step, state, first + jnp.arange(case["record_every"]))
+            flagged = jnp.where(flags < 0, jnp.iinfo(jnp.int32).max, flags)
+            return state, jnp.where(jnp.all(flags < 0), -1, jnp.min(flagged))
+
+        return jax.jit(advance)
+
+    return {library: (init, advancing(gen)) for library, (init, gen) in generations.items()}
 
 
 def large_case(case):
-    """One strategy at large d: the libraries alternate chunk by chunk."""
+    """One strategy at large d: the libraries alternate, ``record_every`` generations at
+    a time, and f at the mean is recorded in between."""
     import jax
     import jax.numpy as jnp
 
@@ -485,43 +487,42 @@ def large_case(case):
     x0 = jnp.ones(d, jnp.float32)
     case = {**case, "population_size": population_size(d)}
     runners = large_runners(case, f, x0)
+    value = jax.jit(lambda state: f(state.mean))  # both libraries' states have a flat mean
     key = jax.random.key(case["seed"])
     results, states = {}, {}
-    for library, (init, advance, value) in runners.items():
+    for library, (init, advance) in runners.items():
         start = time.perf_counter()
         state = init(key)
         first = jnp.asarray(0, jnp.int32)
         # Two untimed calls compile for the initial state's types and for advance's own
         # (an initial state may hold weakly typed scalars).
         jax.block_until_ready(advance(advance(state, key, first)[0], key, first))
-        f0 = float(value(state))
         states[library] = state
         results[library] = {
             "compile_s": time.perf_counter() - start,
-            "curve": [[0, f0]],
-            "run_s": 0.0,
+            "curve": [[0, float(value(state))]],
+            "run_s": [0.0, 0.0],  # cpu, wall
             "first_nonfinite_generation": None,
         }
-    chunks = case["generations"] // case["record_every"]
-    for chunk in range(chunks):
+    for chunk in range(case["generations"] // case["record_every"]):
         first = jnp.asarray(chunk * case["record_every"], jnp.int32)
-        for library, (_, advance, value) in runners.items():
+        for library, (_, advance) in runners.items():
             result = results[library]
-            start = time.perf_counter()
-            state, bad = advance(states[library], key, first)
-            jax.block_until_ready(state)
-            result["run_s"] += time.perf_counter() - start
-            states[library] = state
-            bad = int(bad)
-            if bad >= 0 and result["first_nonfinite_generation"] is None:
-                result["first_nonfinite_generation"] = bad
-            result["curve"].append([(chunk + 1) * case["record_every"], float(value(state))])
+            clock = Clock()
+            states[library], bad = jax.block_until_ready(advance(states[library], key, first))
+            result["run_s"] = [a + b for a, b in zip(result["run_s"], clock.read(), strict=True)]
+            if int(bad) >= 0 and result["first_nonfinite_generation"] is None:
+                result["first_nonfinite_generation"] = int(bad)
+            result["curve"].append(
+                [(chunk + 1) * case["record_every"], float(value(states[library]))]
+            )
     for result in results.values():
-        generations = result["curve"][-1][0]
-        result["ms_per_generation"] = 1e3 * result["run_s"] / max(generations, 1)
+        done = max(result["curve"][-1][0], 1)
+        result["ms_per_generation"] = 1e3 * result["run_s"][0] / done
+        result["wall_ms_per_generation"] = 1e3 * result["run_s"][1] / done
         result["final"] = result["curve"][-1][1]
         result["nonfinite"] = result["first_nonfinite_generation"] is not None or not all(
-            math.isfinite(value) for _, value in result["curve"]
+            math.isfinite(v) for _, v in result["curve"]
         )
     return {**case, "libraries": results}
 
@@ -621,9 +622,10 @@ def ratio(slow, fast):
     return slow / fast
 
 
-def us(row, side):
+def us(row, side, key="us_per_generation"):
+    """A side's CPU (or, with ``key="wall_us_per_generation"``, wall) time per generation."""
     values = row.get("sides", {}).get(side)
-    return values["us_per_generation"] if values else None
+    return values[key] if values else None
 
 
 def speed_table(rows):
@@ -773,9 +775,11 @@ def target_lines(speed_rows):
             measured = ratio(us(row, side), us(row, "ours")) if row else None
             if measured is None:
                 parts.append(f"d = {d:,}: not measured")
-            else:
-                verdict = "met" if measured >= threshold else "not met"
-                parts.append(f"d = {d:,}: {measured:.2f}x ({verdict})")
+                continue
+            wall = "wall_us_per_generation"
+            wall_ratio = fmt_ratio(ratio(us(row, side, wall), us(row, "ours", wall)))
+            verdict = "met" if measured >= threshold else "not met"
+            parts.append(f"d = {d:,}: {measured:.2f}x ({verdict}; wall time {wall_ratio})")
         return "; ".join(parts)
 
     return (
