@@ -31,6 +31,9 @@ from es_toolkit import (
 )
 from es_toolkit.objectives import get as get_objective
 from es_toolkit.strategies import ars, open_es, pgpe, snes
+from es_toolkit.strategies.cma_es import cma_es
+from es_toolkit.strategies.lm_ma_es import lm_ma_es
+from es_toolkit.strategies.sep_cma_es import sep_cma_es
 from es_toolkit.training import TrainConfig, load_run, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +138,30 @@ def test_only_fitness_and_d_sized_sums_cross_devices():
     for collective in found:
         for shape in collective.shapes:
             assert int(np.prod(shape)) <= max(population, d), collective
+    gathered = [s for c in found if c.op == "all-gather" for s in c.shapes]
+    assert [int(np.prod(shape)) for shape in gathered] == [population]
+
+
+@pytest.mark.parametrize(
+    ("factory", "largest"),
+    [(cma_es, lambda d: d * d), (sep_cma_es, lambda d: d), (lm_ma_es, lambda d: d)],
+)
+def test_cma_family_sends_only_fitness_and_sums(factory, largest):
+    """CMA-ES sends its rank-mu sum (d x d) and z-sums across devices, sep-CMA-ES and
+    LM-MA-ES only d-sized sums; the population itself (population x d) never crosses."""
+    population, d = 32, 40
+    strategy = factory(population, sigma=0.5, chunk_size=8)
+    state = strategy.init(jnp.zeros(d))
+    from es_toolkit.strategies import base
+
+    def generation(key, state):
+        return base.evaluate_and_tell(strategy, key, state, lambda x: -jnp.sum(x**2), 8)[:2]
+
+    compiled = jax.jit(parallel.shard(generation, 4)).lower(jax.random.key(0), state).compile()
+    found = _hlo.collectives(compiled)
+    for collective in found:
+        for shape in collective.shapes:
+            assert int(np.prod(shape)) <= max(population, largest(d)), collective
     gathered = [s for c in found if c.op == "all-gather" for s in c.shapes]
     assert [int(np.prod(shape)) for shape in gathered] == [population]
 
