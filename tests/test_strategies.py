@@ -44,11 +44,11 @@ def all_finite(tree):
 
 
 def test_registry_builds_every_strategy_by_name_with_defaults():
-    assert NAMES == ["ars", "cma_es", "open_es", "pgpe", "snes"]
+    assert NAMES == ["ars", "cma_es", "lm_ma_es", "open_es", "pgpe", "sep_cma_es", "snes"]
     for name in NAMES:
         es = get_strategy(name)(10)
         assert es.population_size == 10
-    with pytest.raises(ValueError, match=r"unknown strategy 'cma'.*ars, cma_es, open_es, pgpe"):
+    with pytest.raises(ValueError, match=r"unknown strategy 'cma'.*ars, cma_es, lm_ma_es, open_es"):
         get_strategy("cma")
 
 
@@ -91,16 +91,26 @@ ZERO_FOR_CONSTANT = {
     "snes": "z_score",
     "ars": None,
     "cma_es": None,
+    "sep_cma_es": None,
+    "lm_ma_es": None,
 }
-# CMA-ES ranks with pycma's stable sort: tied members keep their order, so constant
-# fitness still moves it (its tolflatfitness criterion stops such a run).
-RANKED_IN_MEMBER_ORDER = {"cma_es"}
+# The CMA-ES family ranks with pycma's stable sort: tied members keep their order, so
+# constant fitness still moves them (their tolflatfitness criterion stops such a run).
+RANKED_IN_MEMBER_ORDER = {"cma_es", "sep_cma_es", "lm_ma_es"}
 # Eigenvectors of nearly equal eigenvalues turn float32 rounding (jit or not, chunks)
 # into differences of order rounding / eigenvalue gap.
 TOLERANCE = {"cma_es": {"rtol": 1e-3, "atol": 1e-3}}
 # Non-finite fitness: rank shapings put it below every finite value (tied among
 # themselves); ARS, which uses raw returns, replaces it by the worst finite return.
-NON_FINITE_AS = {"open_es": -1.0, "pgpe": -1.0, "snes": -1.0, "ars": 0.0, "cma_es": -1.0}
+NON_FINITE_AS = {
+    "open_es": -1.0,
+    "pgpe": -1.0,
+    "snes": -1.0,
+    "ars": 0.0,
+    "cma_es": -1.0,
+    "sep_cma_es": -1.0,
+    "lm_ma_es": -1.0,
+}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -188,7 +198,13 @@ def test_contract(name):
     assert all_finite(nothing)
 
 
-NO_ANTITHETIC_OPTION = {"ars": (True,), "cma_es": (False,)}  # how they always draw
+# How the strategies without the option always draw.
+NO_ANTITHETIC_OPTION = {
+    "ars": (True,),
+    "cma_es": (False,),
+    "sep_cma_es": (False,),
+    "lm_ma_es": (False,),
+}
 DRAW_ONCE_CASES = [
     (name, antithetic)
     for name in NAMES
@@ -256,6 +272,8 @@ SPHERE = {
     "snes": {},
     "ars": {"sigma": 0.1, "learning_rate": 0.1},
     "cma_es": {},
+    "sep_cma_es": {},
+    "lm_ma_es": {},
 }
 
 

@@ -11,8 +11,10 @@ from es_toolkit.strategies.ars import ARSState, ars
 from es_toolkit.strategies.base import EvolutionStrategy
 from es_toolkit.strategies.clipup import ClipUpState, clipup
 from es_toolkit.strategies.cma_es import CMAESState, cma_es, cma_es_default_population_size
+from es_toolkit.strategies.lm_ma_es import LMMAESState, lm_ma_es
 from es_toolkit.strategies.open_es import OpenESState, open_es
 from es_toolkit.strategies.pgpe import PGPEState, pgpe
+from es_toolkit.strategies.sep_cma_es import SepCMAESState, sep_cma_es
 from es_toolkit.strategies.snes import SNESState, snes
 
 STRATEGIES: dict[str, Callable[..., EvolutionStrategy]] = {
@@ -21,6 +23,8 @@ STRATEGIES: dict[str, Callable[..., EvolutionStrategy]] = {
     "snes": snes,
     "ars": ars,
     "cma_es": cma_es,
+    "sep_cma_es": sep_cma_es,
+    "lm_ma_es": lm_ma_es,
 }
 
 
@@ -40,15 +44,19 @@ __all__ = [
     "CMAESState",
     "ClipUpState",
     "EvolutionStrategy",
+    "LMMAESState",
     "OpenESState",
     "PGPEState",
     "SNESState",
+    "SepCMAESState",
     "ars",
     "clipup",
     "cma_es",
     "cma_es_default_population_size",
     "get_strategy",
+    "lm_ma_es",
     "open_es",
     "pgpe",
+    "sep_cma_es",
     "snes",
 ]

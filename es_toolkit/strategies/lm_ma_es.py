@@ -34,6 +34,10 @@ where its update is undefined); :math:`\sigma` changes by at most a factor :math
 generation, as in pycma, and stays within the dtype's range (between its smallest normal
 number and the square root of its largest), so that long float32 runs stay finite.
 
+``stop`` applies those of pycma's termination criteria
+(:mod:`~es_toolkit.strategies.termination`) that do not need :math:`C` itself, with an
+upper bound on its coordinate standard deviations (:func:`largest_scale`).
+
 References:
     Loshchilov, Glasmachers, Beyer, "Large Scale Black-Box Optimization by Limited-Memory
     Matrix Adaptation", IEEE Transactions on Evolutionary Computation 23(2), 2019.
@@ -48,10 +52,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax.tree
+from jax.flatten_util import ravel_pytree
 
 from es_toolkit import sampling as sampling_lib
 from es_toolkit._validate import check_int, check_optional_int, check_positive_scalar
-from es_toolkit.strategies import base
+from es_toolkit.strategies import base, termination
 from es_toolkit.strategies.cma_es import ranks, state_dtype
 from es_toolkit.types import PRNGKey, PyTree
 
@@ -62,6 +67,7 @@ class LMMAESState(NamedTuple):
     path_sigma: PyTree  # p_sigma, shaped like params
     vectors: PyTree  # M_1 .. M_m, shaped like params with a leading axis of m
     generation: jax.Array  # int32 scalar: tells so far (t)
+    history: termination.FitnessHistory  # what the termination criteria remember
 
 
 class LMMAConstants(NamedTuple):
@@ -99,6 +105,13 @@ def lm_ma_es(
     *,
     num_vectors: int | None = None,
     chunk_size: int | None = None,
+    tolfun: float | None = 1e-11,
+    tolfunhist: float | None = 1e-12,
+    tolx: float | None = 1e-11,
+    tolstagnation: int | str | None = "default",
+    noeffectcoord: bool = True,
+    tolflatfitness: int | None = 1,
+    tolupsigma: float | None = 1e20,
 ) -> base.EvolutionStrategy:
     """LM-MA-ES.
 
@@ -111,6 +124,16 @@ def lm_ma_es(
             :func:`default_num_vectors` of the number of parameters.
         chunk_size: members whose noise ``tell`` holds at once; ``None``: as many as fit
             ``sampling.DEFAULT_MEMORY_BUDGET`` (256 MiB) of noise, all when they fit.
+        tolfun, tolfunhist, tolx, tolstagnation, noeffectcoord, tolflatfitness,
+            tolupsigma: pycma's termination criteria and defaults (see
+            :mod:`~es_toolkit.strategies.termination`), which ``stop`` applies after
+            every generation; ``None`` (``False`` for ``noeffectcoord``) switches one off.
+            The covariance :math:`\\sigma^2 T T^\\top` (:math:`T` the product of the
+            transformations) is never formed, so the criteria on coordinates use
+            :func:`largest_scale`, an upper bound on every standard deviation over
+            :math:`\\sigma`: they stop no earlier than the exact ones would. There is no
+            :math:`p_c` (tolx looks at the deviations alone), and no ``tolconditioncov``
+            or ``noeffectaxis``, which need :math:`C`'s eigenvalues.
 
     Returns:
         An :class:`~es_toolkit.strategies.EvolutionStrategy` with :class:`LMMAESState`.
@@ -119,6 +142,20 @@ def lm_ma_es(
     check_positive_scalar("sigma", sigma)
     check_optional_int("num_vectors", num_vectors, minimum=1)
     sampling = base.perturbation_sampling(population_size, False, chunk_size)
+    criteria = termination.criteria(
+        tolfun=tolfun,
+        tolfunhist=tolfunhist,
+        tolx=tolx,
+        tolstagnation=tolstagnation,
+        tolconditioncov=None,
+        noeffectaxis=False,
+        noeffectcoord=noeffectcoord,
+        tolflatfitness=tolflatfitness,
+        tolupsigma=tolupsigma,
+    )
+
+    def stagnation(n: int) -> int | None:
+        return termination.resolve_tolstagnation(criteria.tolstagnation, n, population_size)
 
     def vectors_for(params: PyTree) -> int:
         if num_vectors is not None:
@@ -134,8 +171,11 @@ def lm_ma_es(
         m = vectors_for(params)
         zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, field_dtype(p)), params)
         vectors = jax.tree.map(lambda p: jnp.zeros((m, *p.shape), field_dtype(p)), params)
-        step = jnp.asarray(sigma, state_dtype(params))
-        return LMMAESState(params, step, zeros, vectors, jnp.zeros((), jnp.int32))
+        dtype = state_dtype(params)
+        n = sampling_lib.flat_size(params)
+        history = termination.init_history(n, population_size, dtype, stagnation(n))
+        step = jnp.asarray(sigma, dtype)
+        return LMMAESState(params, step, zeros, vectors, jnp.zeros((), jnp.int32), history)
 
     def transform(state: LMMAESState, z: PyTree) -> PyTree:
         d = _through_vectors(state, constants_for(state).c_d, z)
@@ -168,7 +208,9 @@ def lm_ma_es(
         log_step = jnp.clip(c_s / k.d_sigma * (squared / n - 1), -1.0, 1.0)
         mean = jax.tree.map(lambda y, d: (y + state.sigma * d).astype(y.dtype), state.mean, d_w)
         new_sigma = _within_range(state.sigma * jnp.exp(log_step))
-        new = LMMAESState(mean, new_sigma, path_sigma, vectors, state.generation + 1)
+        history = termination.update_history(state.history, fitness, stagnation(n))
+        generation = state.generation + 1
+        new = LMMAESState(mean, new_sigma, path_sigma, vectors, generation, history)
         metrics = {
             **base.fitness_metrics(fitness),
             "grad_norm": state.sigma * optax.tree.norm(d_w),  # length of the mean's step
@@ -176,7 +218,38 @@ def lm_ma_es(
         }
         return new, metrics
 
-    return base.make_strategy(init, tell, sampling, transform=transform)
+    def stop(state: LMMAESState) -> jax.Array:
+        flat_mean = ravel_pytree(state.mean)[0]
+        bound = largest_scale(state, constants_for(state).c_d)[None]
+        nothing = jnp.zeros(1, bound.dtype)  # no p_c, no principal axis
+        distribution = termination.Distribution(
+            mean=flat_mean, sigma=state.sigma, p_c=nothing, stds=bound, scales=bound, axis=nothing
+        )
+        return termination.reason(
+            criteria,
+            state.history,
+            distribution,
+            num_params=flat_mean.size,
+            population_size=population_size,
+            sigma0=sigma,
+        )
+
+    return base.make_strategy(init, tell, sampling, transform=transform, stop=stop)
+
+
+def largest_scale(state: LMMAESState, c_d: np.ndarray) -> jax.Array:
+    r""":math:`\prod_{j \le \min(t, m)} (1 - c_{d,j} + c_{d,j} \|M_j\|^2)`, the product of
+    the transformations' largest eigenvalues (each is :math:`1 - c_{d,j}` times the
+    identity plus a rank-one term): an upper bound on the norm of their product, hence on
+    every coordinate's standard deviation over :math:`\sigma`."""
+    squared_norms = sum(
+        jnp.sum(jnp.square(v).reshape(v.shape[0], -1), axis=1)
+        for v in jax.tree.leaves(state.vectors)
+    )
+    rates = jnp.asarray(c_d, squared_norms.dtype)
+    active = jnp.arange(len(c_d)) < state.generation
+    factors = jnp.where(active, 1 - rates + rates * squared_norms, 1)
+    return jnp.prod(factors).astype(state.sigma.dtype)
 
 
 def _through_vectors(state: LMMAESState, c_d: np.ndarray, z: PyTree) -> PyTree:

@@ -35,9 +35,13 @@ parameters).
 Differences from the 2008 paper: the tutorial's constants and its active update (negative
 weights for the worse half, capped by :math:`\alpha^-_\mathrm{posdef}` so that every
 variance stays positive), where the paper had positive weights only and the 2008 learning
-rate; the step size changes by at most a factor :math:`e` per generation, as in pycma.
+rate; the step size grows by at most a factor :math:`e` per generation, as in pycma (it
+cannot shrink by more than :math:`e^{-c_\sigma / d_\sigma}` anyway).
 pycma's ``CMA_diagonal`` differs in its own closed forms for :math:`c_1, c_\mu, c_c`
 and drops :math:`\alpha^-_\mathrm{posdef}`.
+
+``stop`` applies pycma's termination criteria
+(:mod:`~es_toolkit.strategies.termination`) to :math:`C = \mathrm{diag}(c)`.
 
 References:
     Ros, Hansen, "A Simple Modification in CMA-ES Achieving Linear Time and Space
@@ -52,11 +56,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax.tree
+from jax.flatten_util import ravel_pytree
 
 from es_toolkit import population_shard
 from es_toolkit import sampling as sampling_lib
 from es_toolkit._validate import check_int, check_positive_scalar
-from es_toolkit.strategies import base
+from es_toolkit.strategies import base, termination
 from es_toolkit.strategies.cma_es import CMAParameters, default_parameters, ranks, state_dtype
 from es_toolkit.types import PRNGKey, PyTree
 
@@ -68,6 +73,7 @@ class SepCMAESState(NamedTuple):
     path_sigma: PyTree  # p_sigma, the conjugate evolution path, shaped like params
     path_c: PyTree  # p_c, the evolution path of C, shaped like params
     generation: jax.Array  # int32 scalar: tells so far
+    history: termination.FitnessHistory  # what the termination criteria remember
 
 
 def separable_parameters(num_params: int, population_size: int) -> CMAParameters:
@@ -102,6 +108,15 @@ def sep_cma_es(
     sigma: float = 1.0,
     *,
     chunk_size: int | None = None,
+    tolfun: float | None = 1e-11,
+    tolfunhist: float | None = 1e-12,
+    tolx: float | None = 1e-11,
+    tolstagnation: int | str | None = "default",
+    tolconditioncov: float | None = 1e14,
+    noeffectaxis: bool = True,
+    noeffectcoord: bool = True,
+    tolflatfitness: int | None = 1,
+    tolupsigma: float | None = 1e20,
 ) -> base.EvolutionStrategy:
     """sep-CMA-ES.
 
@@ -112,6 +127,13 @@ def sep_cma_es(
         sigma: the initial step size :math:`\\sigma` (the diagonal starts at ones).
         chunk_size: members whose noise ``tell`` holds at once; ``None``: as many as fit
             ``sampling.DEFAULT_MEMORY_BUDGET`` (256 MiB) of noise, all when they fit.
+        tolfun, tolfunhist, tolx, tolstagnation, tolconditioncov, noeffectaxis,
+            noeffectcoord, tolflatfitness, tolupsigma: pycma's termination criteria and
+            defaults (see :mod:`~es_toolkit.strategies.termination`), which ``stop``
+            applies after every generation; ``None`` (``False`` for the ``noeffect``
+            flags) switches one off. With a diagonal :math:`C` the coordinate standard
+            deviations are :math:`\\sqrt c`, the principal axes the coordinate axes,
+            and the condition number :math:`\\max c / \\min c`.
 
     Returns:
         An :class:`~es_toolkit.strategies.EvolutionStrategy` with :class:`SepCMAESState`.
@@ -119,13 +141,31 @@ def sep_cma_es(
     check_int("population_size", population_size, minimum=2)
     check_positive_scalar("sigma", sigma)
     sampling = base.perturbation_sampling(population_size, False, chunk_size)
+    criteria = termination.criteria(
+        tolfun=tolfun,
+        tolfunhist=tolfunhist,
+        tolx=tolx,
+        tolstagnation=tolstagnation,
+        tolconditioncov=tolconditioncov,
+        noeffectaxis=noeffectaxis,
+        noeffectcoord=noeffectcoord,
+        tolflatfitness=tolflatfitness,
+        tolupsigma=tolupsigma,
+    )
+
+    def stagnation(n: int) -> int | None:
+        return termination.resolve_tolstagnation(criteria.tolstagnation, n, population_size)
 
     def init(params: PyTree) -> SepCMAESState:
         params = jax.tree.map(jnp.asarray, base.check_params(params))  # canonical dtypes
         zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, field_dtype(p)), params)
         ones = jax.tree.map(lambda p: jnp.ones(p.shape, field_dtype(p)), params)
-        step = jnp.asarray(sigma, state_dtype(params))
-        return SepCMAESState(params, step, ones, zeros, zeros, jnp.zeros((), jnp.int32))
+        dtype = state_dtype(params)
+        n = sampling_lib.flat_size(params)
+        history = termination.init_history(n, population_size, dtype, stagnation(n))
+        generation = jnp.zeros((), jnp.int32)
+        step = jnp.asarray(sigma, dtype)
+        return SepCMAESState(params, step, ones, zeros, zeros, generation, history)
 
     def scale(state: SepCMAESState) -> PyTree:
         return jax.tree.map(
@@ -161,7 +201,9 @@ def sep_cma_es(
         )
         log_step = jnp.minimum(1.0, p.c_sigma / p.d_sigma * (norm / p.chi_n - 1))
         sigma = _positive(state.sigma * jnp.exp(log_step)).astype(state.sigma.dtype)
-        new = SepCMAESState(mean, sigma, diagonal, path_sigma, path_c, state.generation + 1)
+        history = termination.update_history(state.history, fitness, stagnation(n))
+        generation = state.generation + 1
+        new = SepCMAESState(mean, sigma, diagonal, path_sigma, path_c, generation, history)
         metrics = {  # of the distribution the members were drawn from
             **base.fitness_metrics(fitness),
             "grad_norm": state.sigma * optax.tree.norm(y_w),  # length of the mean's step
@@ -170,7 +212,29 @@ def sep_cma_es(
         }
         return new, metrics
 
-    return base.make_strategy(init, tell, sampling, scale)
+    def stop(state: SepCMAESState) -> jax.Array:
+        flat_mean = ravel_pytree(state.mean)[0]
+        stds = ravel_pytree(jax.tree.map(jnp.sqrt, state.diagonal))[0]
+        n = flat_mean.size
+        axis = jnp.where(jnp.arange(n) == state.generation % n, stds, 0)  # B = I
+        distribution = termination.Distribution(
+            mean=flat_mean,
+            sigma=state.sigma,
+            p_c=ravel_pytree(state.path_c)[0],
+            stds=stds,
+            scales=stds,
+            axis=axis,
+        )
+        return termination.reason(
+            criteria,
+            state.history,
+            distribution,
+            num_params=n,
+            population_size=population_size,
+            sigma0=sigma,
+        )
+
+    return base.make_strategy(init, tell, sampling, scale, stop=stop)
 
 
 def field_dtype(leaf: jax.Array):
