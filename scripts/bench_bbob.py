@@ -358,6 +358,16 @@ def parse_ranges(text: str) -> list[int]:
     return values
 
 
+def skip_item(text: str) -> str:
+    """``OPTIMIZER:D`` for ``--skip``, checked."""
+    name, _, d = text.partition(":")
+    if name not in OPTIMIZERS or not d.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected OPTIMIZER:D with OPTIMIZER in {list(OPTIMIZERS)}"
+        )
+    return f"{name}:{int(d)}"
+
+
 def instances_per_dimension(specs: list[str], dimensions) -> dict[int, list[int]]:
     """``--instances`` items, ``N`` (instances 1..N for every dimension) or ``D:N``
     (for dimension D), as ``{dimension: [instances]}``."""
@@ -387,6 +397,7 @@ def planned_units(args) -> list[dict]:
         }
         for d in sorted(args.dimensions, reverse=True)
         for name in args.optimizers
+        if f"{name}:{d}" not in args.skip
     ]
 
 
@@ -430,6 +441,7 @@ def measure_all(args, argv) -> dict:
         "functions": args.functions,
         "instances": {str(d): instances[d] for d in args.dimensions},
         "optimizers": args.optimizers,
+        "skipped": args.skip,
         "elapsed_s": time.perf_counter() - start,
         "process_s": {f"{u['optimizer']} {u['dimension']}": u["process_s"] for u in done},
         "errors": errors,
@@ -599,7 +611,12 @@ def problems_description(meta) -> str:
         "all 24 functions" if functions == list(FUNCTIONS) else "functions " + compact(functions)
     )
     per = [f"{d}-D: instances {compact(i)}" for d, i in meta["instances"].items()]
-    return f"{names}; " + ", ".join(per)
+    skipped = collections.defaultdict(list)
+    for item in meta.get("skipped", []):
+        name, d = item.split(":")
+        skipped[OPTIMIZERS[name]].append(f"{d}-D")
+    not_run = "; ".join(f"{name} not run in {', '.join(dims)}" for name, dims in skipped.items())
+    return f"{names}; " + ", ".join(per) + (f" ({not_run})" if not_run else "")
 
 
 def compact(values) -> str:
@@ -672,6 +689,14 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--optimizers", nargs="+", choices=list(OPTIMIZERS), default=list(OPTIMIZERS)
+    )
+    parser.add_argument(
+        "--skip",
+        type=skip_item,
+        nargs="+",
+        default=[],
+        metavar="OPTIMIZER:D",
+        help="optimizer and dimension not to run (e.g. evosax-cma:20)",
     )
     parser.add_argument(
         "--budget-multiplier", type=int, default=10_000, help="evaluations per dimension"
