@@ -210,8 +210,9 @@ def pycma_solver(dimension: int):
 
 def evosax_solver(dimension: int):
     """evosax's CMA_ES and BIPOPRestart in float32 (JAX's default), a loop of ask,
-    evaluate and tell; one algorithm object per population size, so its jitted ask and
-    tell compile once per size for all the problems of the dimension."""
+    evaluate and tell; one algorithm object per population size and one restart controller
+    per start, so the jitted ask, tell and restart check compile once per size for all the
+    problems of the dimension."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -231,20 +232,28 @@ def evosax_solver(dimension: int):
     def keep_std_init(strategy, previous_params):
         return strategy.default_params.replace(std_init=previous_params.std_init)
 
+    controllers = {}
+
+    def controller(solution):
+        """The restart controller from ``solution`` and its jitted restart check."""
+        if solution.tobytes() not in controllers:
+            restarter = BIPOPRestart(
+                lambda size: algorithm(size, solution),
+                initial_population_size=4 + math.floor(3 * math.log(dimension)),
+                stop_criteria=(spread_cond, cma_cond),
+                strategy_params_factory=keep_std_init,
+            )
+            controllers[solution.tobytes()] = restarter, jax.jit(restarter.should_restart)
+        return controllers[solution.tobytes()]
+
     def solve(problem: CountedProblem, x0, budget: int, seed: int) -> dict:
         solution = np.asarray(x0, np.float32)
-        restarter = BIPOPRestart(
-            lambda size: algorithm(size, solution),
-            initial_population_size=4 + math.floor(3 * math.log(dimension)),
-            stop_criteria=(spread_cond, cma_cond),
-            strategy_params_factory=keep_std_init,
-        )
+        restarter, should_restart = controller(solution)
         es = algorithm(restarter.initial_population_size, solution)
         params = es.default_params.replace(std_init=jnp.asarray(SIGMA0, jnp.float32))
         key, init_key = jax.random.split(jax.random.key(seed))
         state = es.init(init_key, jnp.asarray(solution), params)
         restart_state = restarter.init(es)
-        should_restart = jax.jit(restarter.should_restart)
         while not problem.solved and problem.evaluations + es.population_size <= budget:
             key, ask_key, tell_key, restart_key = jax.random.split(key, 4)
             population, state = es.ask(ask_key, state, params)
@@ -297,7 +306,9 @@ def run_unit(unit: dict) -> dict:
     for index, raw in enumerate(suite):
         f_opt = optimal_value(raw)
         seed = problem_seed(unit["seed"], d, raw.id_function, raw.id_instance)
-        check_optimal_value(unobserved.get_problem(raw.id), seed)
+        check = unobserved.get_problem(raw.id)
+        check_optimal_value(check, seed)
+        check.free()
         x0 = raw.initial_solution
         raw.observe_with(observer)
         problem = CountedProblem(raw, f_opt + TARGET_PRECISION)
