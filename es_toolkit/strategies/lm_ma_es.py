@@ -63,7 +63,7 @@ from es_toolkit.types import PRNGKey, PyTree
 
 class LMMAESState(NamedTuple):
     mean: PyTree  # y, shaped like params
-    sigma: jax.Array  # scalar step size, > 0, in the params' dtype
+    sigma: jax.Array  # scalar step size, > 0, in the params' dtype (at least float32)
     path_sigma: PyTree  # p_sigma, shaped like params
     vectors: PyTree  # M_1 .. M_m, shaped like params with a leading axis of m
     generation: jax.Array  # int32 scalar: tells so far (t)

@@ -68,7 +68,7 @@ from es_toolkit.types import PRNGKey, PyTree
 
 class SepCMAESState(NamedTuple):
     mean: PyTree  # m, shaped like params
-    sigma: jax.Array  # scalar step size, > 0, in the params' dtype
+    sigma: jax.Array  # scalar step size, > 0, in the params' dtype (at least float32)
     diagonal: PyTree  # c, the diagonal of C, shaped like params, > 0
     path_sigma: PyTree  # p_sigma, the conjugate evolution path, shaped like params
     path_c: PyTree  # p_c, the evolution path of C, shaped like params
