@@ -184,13 +184,14 @@ def test_one_tell_matches_the_tutorial(chunk_size, path_scale):
 
 
 def test_lazy_decomposition_samples_with_the_last_one():
-    """d = 60, lambda = 6: B and D are refreshed every 2 generations (the tutorial's
-    max(1, floor(1 / (10 n (c1 + c_mu))))); in between, sampling and C^{-1/2} use the
-    last decomposition. Three tells against the oracle: stale after the first, refreshed
-    after the second, and the third samples with the refreshed one. Chunks of 4."""
-    n, lam = 60, 6
+    """d = 40, lambda = 6: B and D are refreshed every 2 generations (once more than the
+    tutorial's gap 1 / (10 n (c1 + c_mu)) = 1.42 generations have passed, as pycma
+    counts); in between, sampling and C^{-1/2} use the last decomposition. Three tells
+    against the oracle: stale after the first, refreshed after the second, and the third
+    samples with the refreshed one. Chunks of 4."""
+    n, lam = 40, 6
     k = tutorial_constants(n, lam)
-    interval = max(1, math.floor(1 / (10 * n * (k["c1"] + k["cmu"]))))
+    interval = math.floor(1 / (10 * n * (k["c1"] + k["cmu"]))) + 1
     assert interval == 2
     with jax.enable_x64(True):
         es = cma_es(lam, 0.4, chunk_size=4)

@@ -28,15 +28,16 @@ Table 1 (see :func:`default_parameters`); :math:`c_m = 1`. The bound of 1 on
 rare very long :math:`p_\sigma` (large populations, flat then steep fitness) from
 blowing :math:`\sigma` up in one generation.
 
-Everything is computed in :math:`z`-space, in one chunked sweep over the population that
-regenerates :math:`z_i` from the key: :math:`z_w = \sum_{i \le \mu} w_i z_{i:\lambda}`
-and :math:`S = \sum_i w_i^\circ z_i z_i^\top`. Since :math:`C^{-1/2} y_i = B z_i` (so
-:math:`\lVert C^{-1/2} y_i \rVert = \lVert z_i \rVert`), :math:`y_w = B D z_w`,
-:math:`C^{-1/2} y_w = B z_w` and the rank-:math:`\mu` sum is :math:`(BD)\, S\, (BD)^\top`:
+Everything comes from one chunked sweep over the population that regenerates
+:math:`z_i` from the key: :math:`z_w = \sum_{i \le \mu} w_i z_{i:\lambda}` and the
+rank-:math:`\mu` sum :math:`\sum_i w_i^\circ y_i y_i^\top` with :math:`y_i = B D z_i`.
+Since :math:`C^{-1/2} y_i = B z_i` (so :math:`\lVert C^{-1/2} y_i \rVert = \lVert z_i
+\rVert`), :math:`y_w = B D z_w` and :math:`C^{-1/2} y_w = B z_w`: O(lambda d^2) work,
 memory O(chunk d + d^2), never :math:`\lambda d^2`, and no inverse of :math:`D`. As in
 the tutorial, :math:`B, D` are refreshed (``eigh``, eigenvalues floored to the smallest
-positive normal number) every :math:`\max(1, \lfloor 1 / (10 n (c_1 + c_\mu)) \rfloor)`
-generations; in between, sampling and :math:`C^{-1/2}` use the last decomposition.
+positive normal number) once more than :math:`1 / (10 n (c_1 + c_\mu))` generations have
+passed since the last refresh (counted as pycma counts them); in between, sampling and
+:math:`C^{-1/2}` use the last decomposition.
 
 Fitness is higher-is-better; non-finite fitness ranks last (ties keep the members' order,
 as pycma's stable sort does). Parameters may be any pytree: they are flattened with
@@ -138,8 +139,8 @@ def default_parameters(num_params: int, population_size: int) -> CMAParameters:
         c_c = \frac{4 + \mu_\mathrm{eff}/n}{n + 4 + 2 \mu_\mathrm{eff}/n}, \quad c_m = 1,
 
     :math:`E\lVert N(0, I) \rVert \approx \sqrt n\, (1 - 1/(4n) + 1/(21 n^2))`, and
-    :math:`B, D` refreshed every :math:`\max(1, \lfloor 1/(10 n (c_1 + c_\mu)) \rfloor)`
-    generations.
+    :math:`B, D` refreshed once more than :math:`1/(10 n (c_1 + c_\mu))` generations have
+    passed since the last time (pycma's rule; the tutorial's gap, counted as pycma does).
     """
     n = check_int("num_params", num_params, minimum=1)
     lam = check_int("population_size", population_size, minimum=2)
@@ -159,7 +160,7 @@ def default_parameters(num_params: int, population_size: int) -> CMAParameters:
     d_sigma = 1 + 2 * max(0.0, math.sqrt((mueff - 1) / (n + 1)) - 1) + c_sigma
     c_c = (4 + mueff / n) / (n + 4 + 2 * mueff / n)
     chi_n = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n**2))
-    eigen_interval = max(1, math.floor(1 / (10 * n * (c_1 + c_mu))))
+    eigen_interval = math.floor(1 / (10 * n * (c_1 + c_mu))) + 1
     return CMAParameters(
         weights, mu, float(mueff), c_sigma, d_sigma, c_c, c_1, c_mu, 1.0, chi_n, eigen_interval
     )
@@ -254,9 +255,8 @@ def cma_es(
         p = default_parameters(n, population_size)
         weights = jnp.asarray(p.weights, dtype)
         member_weights = weights[ranks(fitness)]
-        z_w, s = _weighted_sums(sampling, key, state.mean, member_weights, dtype, directions)
-
         bd = state.B * state.D  # B diag(D)
+        z_w, rank_mu = _weighted_sums(sampling, key, state.mean, member_weights, bd, directions)
         y_w = jnp.matmul(bd, z_w, precision=HIGHEST)
         mean = flat_mean.astype(dtype) + p.c_m * state.sigma * y_w
         whitened = jnp.matmul(state.B, z_w, precision=HIGHEST)  # C^{-1/2} y_w
@@ -271,7 +271,6 @@ def cma_es(
         p_c = (1 - p.c_c) * state.p_c + h_sigma * math.sqrt(p.c_c * (2 - p.c_c) * p.mueff) * y_w
         stall = (1 - h_sigma) * p.c_c * (2 - p.c_c)
         decay = 1 + p.c_1 * stall - p.c_1 - p.c_mu * float(np.sum(p.weights))
-        rank_mu = jnp.matmul(jnp.matmul(bd, s, precision=HIGHEST), bd.T, precision=HIGHEST)
         cov = decay * state.C + p.c_1 * jnp.outer(p_c, p_c) + p.c_mu * rank_mu
         cov = (cov + cov.T) / 2
         generation = state.generation + 1
@@ -357,13 +356,16 @@ def _weighted_sums(
     key: PRNGKey,
     like: PyTree,
     member_weights: jax.Array,
-    dtype: Any,
+    bd: jax.Array,
     directions: PyTree | None,
 ) -> tuple[jax.Array, jax.Array]:
-    """``(z_w, S)``: :math:`\\sum_i \\max(w_i, 0)\\, z_i` and
-    :math:`\\sum_i w_i^\\circ z_i z_i^\\top` over members, ``w`` by member, in one
-    sweep (chunked, sharded) over the regenerated noise or the given ``directions``."""
+    r"""``(z_w, R)``: :math:`\sum_i \max(w_i, 0)\, z_i` and the rank-:math:`\mu` sum
+    :math:`R = \sum_i w_i^\circ y_i y_i^\top`, :math:`y_i = B D z_i`, ``w`` by member, in
+    one sweep (chunked, sharded) over the regenerated noise or the given ``directions``:
+    O(lambda d^2) work, where forming :math:`(BD) S (BD)^\top` from the z-space sum would
+    take two d x d products."""
     n = sampling_lib.flat_size(like)
+    dtype = bd.dtype
 
     def sums(z: PyTree, start: Any, count: int) -> tuple[jax.Array, jax.Array]:
         rows = flat_rows(z, dtype)
@@ -371,8 +373,9 @@ def _weighted_sums(
         squared_norms = jnp.maximum(jnp.sum(rows**2, axis=1), jnp.finfo(dtype).tiny)
         w_circ = jnp.where(w < 0, w * n / squared_norms, w)
         z_w = jnp.matmul(jnp.maximum(w, 0), rows, precision=HIGHEST)
-        s = jnp.matmul((rows * w_circ[:, None]).T, rows, precision=HIGHEST)
-        return z_w, s
+        y = jnp.matmul(rows, bd.T, precision=HIGHEST)
+        rank_mu = jnp.matmul((y * w_circ[:, None]).T, y, precision=HIGHEST)
+        return z_w, rank_mu
 
     if directions is not None:
         first, count = sampling_lib.own_directions(sampling)
