@@ -6,15 +6,15 @@ optimizer gets ``10,000 d`` evaluations, stops at COCO's final target
 :math:`f_\\mathrm{opt} + 10^{-8}` and starts from the problem's ``initial_solution`` (the
 origin) with initial step size 2, as COCO's pycma examples do:
 
-* ``ours-cma-bipop``: ``es_toolkit.minimize(f, x0, strategy=cma_es(4 + floor(3 ln d),
+* ``ours-cma``: ``es_toolkit.minimize(f, x0, strategy=cma_es(4 + floor(3 ln d),
   sigma=2.0), restarts="bipop", max_evaluations=budget, target=target,
   evaluate_mean=False)`` under ``jax_enable_x64`` with a float64 ``x0``. ``f`` calls the
   current problem through ``jax.pure_callback(..., vmap_method="broadcast_all")``, so one
   ``f`` and one strategy serve every problem of a dimension and nothing compiles per problem.
-* ``ours-sep-ipop``: the same with ``sep_cma_es`` and ``restarts="ipop"``.
-* ``pycma-bipop``: ``cma.fmin2(f, x0, 2, {"maxfevals": budget, "ftarget": target,
+* ``ours-sep``: the same with ``sep_cma_es`` and ``restarts="ipop"``.
+* ``pycma``: ``cma.fmin2(f, x0, 2, {"maxfevals": budget, "ftarget": target,
   "verbose": -9, "seed": seed}, restarts=9, bipop=True)``.
-* ``evosax-cma``: evosax's ``CMA_ES`` as its users run it, float32 with its default
+* ``evosax``: evosax's ``CMA_ES`` as its users run it, float32 with its default
   parameters (``std_init`` set to 2), in an ask-evaluate-tell loop, restarted by its
   ``BIPOPRestart`` (stop criteria ``spread_cond`` and ``cma_cond``) until the budget or
   the target.
@@ -60,13 +60,13 @@ from pathlib import Path
 import _bench
 
 SECTION_TITLE = "## BBOB: the CMA-ES family against pycma and evosax"
-OPTIMIZERS = {  # name (also cocopp's algorithm name) -> how the doc calls it
-    "ours-cma-bipop": "ours: `cma_es` + BIPOP",
-    "ours-sep-ipop": "ours: `sep_cma_es` + IPOP",
-    "pycma-bipop": "pycma `fmin2`, BIPOP",
-    "evosax-cma": "evosax `CMA_ES` + `BIPOPRestart`",
+OPTIMIZERS = {  # name (also cocopp's algorithm name, short: its legends cut them) -> in the doc
+    "ours-cma": "ours: `cma_es` + BIPOP",
+    "ours-sep": "ours: `sep_cma_es` + IPOP",
+    "pycma": "pycma `fmin2`, BIPOP",
+    "evosax": "evosax `CMA_ES` + `BIPOPRestart`",
 }
-OURS, REFERENCE = "ours-cma-bipop", "pycma-bipop"  # the comparison the targets judge
+OURS, REFERENCE = "ours-cma", "pycma"  # the comparison the targets judge
 DIMENSIONS = (2, 3, 5, 10, 20)
 FUNCTIONS = tuple(range(1, 25))
 SIGMA0 = 2.0
@@ -270,10 +270,10 @@ def evosax_solver(dimension: int):
 
 
 SOLVERS = {
-    "ours-cma-bipop": lambda d: ours_solver(d, "cma_es", "bipop"),
-    "ours-sep-ipop": lambda d: ours_solver(d, "sep_cma_es", "ipop"),
-    "pycma-bipop": pycma_solver,
-    "evosax-cma": evosax_solver,
+    "ours-cma": lambda d: ours_solver(d, "cma_es", "bipop"),
+    "ours-sep": lambda d: ours_solver(d, "sep_cma_es", "ipop"),
+    "pycma": pycma_solver,
+    "evosax": evosax_solver,
 }
 
 
@@ -707,7 +707,7 @@ def main(argv=None) -> int:
         nargs="+",
         default=[],
         metavar="OPTIMIZER:D",
-        help="optimizer and dimension not to run (e.g. evosax-cma:20)",
+        help="optimizer and dimension not to run (e.g. evosax:20)",
     )
     parser.add_argument(
         "--budget-multiplier", type=int, default=10_000, help="evaluations per dimension"

@@ -266,19 +266,19 @@ def test_bbob_solves_the_2d_sphere_with_ours_and_pycma(tmp_path):
     proc = run_script(
         "scripts/bench_bbob.py",
         *("--dimensions", "2", "--functions", "1", "--instances", "1"),
-        *("--budget-multiplier", "1000", "--optimizers", "ours-cma-bipop", "pycma-bipop"),
+        *("--budget-multiplier", "1000", "--optimizers", "ours-cma", "pycma"),
         *("--no-ecdf", "--workdir", str(tmp_path), "--json", str(saved), "--output", str(doc)),
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     records = json.loads(saved.read_text())["records"]
-    assert sorted(r["optimizer"] for r in records) == ["ours-cma-bipop", "pycma-bipop"]
+    assert sorted(r["optimizer"] for r in records) == ["ours-cma", "pycma"]
     for record in records:
         assert record["solved"], record
         assert record["coco_target_hit"], record
         assert record["best_precision"] <= 1e-8
         assert 0 < record["evaluations"] <= 2000
-    assert (tmp_path / "exdata" / "ours-cma-bipop" / "d02").is_dir()
+    assert (tmp_path / "exdata" / "ours-cma" / "d02").is_dir()
     assert "| ours: `cma_es` + BIPOP | 1/1 | 1/1 |" in doc.read_text()
 
 
