@@ -30,7 +30,12 @@ from es_toolkit.training.config import resume_config
         ("devices", 0, "devices must be an int >= 1"),
         ("seed", -1, "seed must be an int >= 0"),
         ("hidden_sizes", (32, 0), "hidden_sizes must be ints >= 1"),
-        ("strategy", "cma", "strategy must be one of ars, open_es, pgpe, snes, got 'cma'"),
+        (
+            "strategy",
+            "cma",
+            "strategy must be one of ars, cma_es, lm_ma_es, open_es, pgpe, sep_cma_es, snes, "
+            "got 'cma'",
+        ),
         ("policy", "cnn", "policy must be one of linear, mlp"),
         ("backend", "brax", "backend must be one of auto, gymnasium, jax"),
         ("normalize_obs", "yes", "normalize_obs must be True or False"),
