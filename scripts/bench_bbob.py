@@ -326,7 +326,7 @@ def run_unit(unit: dict) -> dict:
             "budget": budget,
             "best_precision": problem.best - f_opt,  # best f - f_opt
             "coco_target_hit": bool(raw.final_target_hit),
-            "wall_s": wall,
+            "wall_s": round(wall, 3),
             "seed": seed,
             **details,
         }
@@ -684,6 +684,15 @@ def render(results: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
+def results_json(results: dict) -> str:
+    """``results`` as JSON with one meta field and one record per line."""
+    meta = ",\n".join(
+        f" {json.dumps(key)}: {json.dumps(value)}" for key, value in results["meta"].items()
+    )
+    records = ",\n".join(json.dumps(record) for record in results["records"])
+    return f'{{"meta": {{\n{meta}\n}},\n"records": [\n{records}\n]}}\n'
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -734,7 +743,7 @@ def main(argv=None) -> int:
         results = json.loads(args.from_json.read_text())
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        args.json.write_text(results_json(results))
     output = args.output or _bench.BENCHMARKS_DOC
     _bench.write_section(output, SECTION_TITLE, render(results))
     log(f"wrote {output}")
