@@ -370,3 +370,13 @@ def test_minimize_does_not_depend_on_devices(chunk_size):
         got = minimize(f, x0, chunk_size=chunk_size, mesh=devices, **options)
         assert_trees_close(got.state.mean, expected.state.mean, 1e-5, scaled=True)
         assert got.best_value == pytest.approx(expected.best_value, rel=1e-5)
+
+
+@pytest.mark.parametrize(("d", "population"), [(2, 96), (3, 112), (5, 256), (20, 3072)])
+def test_weights_stay_finite_for_the_populations_restarts_reach(d, population):
+    """At these sizes c_1 + c_mu reaches 1, so CMA-ES's own negative weights are all 0;
+    the separable ones are rescaled from the raw log weights and stay finite (0 here)."""
+    weights = separable_parameters(d, population).weights
+    assert np.all(np.isfinite(weights))
+    assert weights[: population // 2].sum() == pytest.approx(1.0)
+    assert np.all(weights[population // 2 :] <= 0)

@@ -93,7 +93,10 @@ def separable_parameters(num_params: int, population_size: int) -> CMAParameters
     p = default_parameters(n, population_size)
     c_1 = (n + 2) / 3 * p.c_1  # < 1 for every d >= 1
     c_mu = min(1 - c_1, (n + 2) / 3 * p.c_mu)
-    negative = p.weights[p.mu :]
+    # The shape of the negative weights is the raw w'_i's: default_parameters' own may all
+    # be 0 (when c_1 + c_mu = 1 there), which would leave nothing to rescale.
+    raw = np.log((population_size + 1) / 2) - np.log(np.arange(1, population_size + 1))
+    negative = raw[p.mu :]
     mueff_minus = negative.sum() ** 2 / np.sum(negative**2)
     alphas = [1 + 2 * mueff_minus / (p.mueff + 2)]
     if c_mu > 0:
