@@ -89,6 +89,11 @@ def check_schedule(name: str, value: Schedule) -> Callable[[jax.Array], jax.Arra
     return optax.constant_schedule(value)
 
 
+def field_dtype(leaf: jax.Array):
+    """The dtype of a state's fields shaped like ``leaf``: its own, at least float32."""
+    return jnp.promote_types(leaf.dtype, jnp.float32)
+
+
 def check_params(params: PyTree) -> PyTree:
     return check_float_tree("params", params)
 

@@ -169,8 +169,8 @@ def lm_ma_es(
     def init(params: PyTree) -> LMMAESState:
         params = jax.tree.map(jnp.asarray, base.check_params(params))  # canonical dtypes
         m = vectors_for(params)
-        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, field_dtype(p)), params)
-        vectors = jax.tree.map(lambda p: jnp.zeros((m, *p.shape), field_dtype(p)), params)
+        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, base.field_dtype(p)), params)
+        vectors = jax.tree.map(lambda p: jnp.zeros((m, *p.shape), base.field_dtype(p)), params)
         dtype = state_dtype(params)
         n = sampling_lib.flat_size(params)
         history = termination.init_history(n, population_size, dtype, stagnation(n))
@@ -275,11 +275,6 @@ def _through_vectors(state: LMMAESState, c_d: np.ndarray, z: PyTree) -> PyTree:
 
     d, _ = jax.lax.scan(step, z, (state.vectors, rates))
     return d
-
-
-def field_dtype(leaf: jax.Array):
-    """The dtype of the state's fields shaped like ``leaf``: its own, at least float32."""
-    return jnp.promote_types(leaf.dtype, jnp.float32)
 
 
 def _column(values: jax.Array, like: jax.Array) -> jax.Array:

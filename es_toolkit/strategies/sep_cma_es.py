@@ -161,8 +161,8 @@ def sep_cma_es(
 
     def init(params: PyTree) -> SepCMAESState:
         params = jax.tree.map(jnp.asarray, base.check_params(params))  # canonical dtypes
-        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, field_dtype(p)), params)
-        ones = jax.tree.map(lambda p: jnp.ones(p.shape, field_dtype(p)), params)
+        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, base.field_dtype(p)), params)
+        ones = jax.tree.map(lambda p: jnp.ones(p.shape, base.field_dtype(p)), params)
         dtype = state_dtype(params)
         n = sampling_lib.flat_size(params)
         history = termination.init_history(n, population_size, dtype, stagnation(n))
@@ -240,11 +240,6 @@ def sep_cma_es(
     return base.make_strategy(init, tell, sampling, scale, stop=stop)
 
 
-def field_dtype(leaf: jax.Array):
-    """The dtype of the state's fields shaped like ``leaf``: its own, at least float32."""
-    return jnp.promote_types(leaf.dtype, jnp.float32)
-
-
 def _weighted_sums(
     sampling: sampling_lib.Sampling,
     key: PRNGKey,
@@ -259,7 +254,7 @@ def _weighted_sums(
 
     def sums(z, start, count):
         w = jax.lax.dynamic_slice_in_dim(weights, start, count)
-        z = jax.tree.map(lambda leaf: leaf.astype(field_dtype(leaf)), z)
+        z = jax.tree.map(lambda leaf: leaf.astype(base.field_dtype(leaf)), z)
         squares = jax.tree.map(jnp.square, z)
         norms = sum(jnp.sum(s.reshape(count, -1), axis=1) for s in jax.tree.leaves(squares))
         w_circ = jnp.where(w < 0, w * n / jnp.maximum(norms, jnp.finfo(w.dtype).tiny), w)
