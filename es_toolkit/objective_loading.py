@@ -124,13 +124,16 @@ def _load_function(module: str, name: str, spec: str) -> Callable[..., Any]:
     on the next call."""
     loaded = _import_file(module, spec) if module.endswith(".py") else _import_module(module, spec)
     if not hasattr(loaded, name):
+        # The module's own callables (not what it imported) are what the user meant.
         defined = sorted(
             attribute
             for attribute, value in vars(loaded).items()
-            if callable(value) and not attribute.startswith("_")
+            if callable(value)
+            and not attribute.startswith("_")
+            and getattr(value, "__module__", None) == loaded.__name__
         )
         raise ImportError(
-            f"objective {spec!r}: {module} has no {name!r}; its callables are: "
+            f"objective {spec!r}: {module} has no {name!r}; the callables it defines are: "
             f"{', '.join(defined) or 'none'}."
         )
     function = getattr(loaded, name)

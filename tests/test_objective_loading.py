@@ -86,7 +86,7 @@ def test_two_files_with_one_name_stay_apart(tmp_path):
         ("my objective:f", ValueError, "'my objective' is neither a .py file nor a dotted"),
         ("missing.py:f", ImportError, "there is no file "),
         ("no_such_module_for_es_toolkit:f", ImportError, "no module named"),
-        ("objective.py:nope", ImportError, "has no 'nope'; its callables are: sphere"),
+        ("objective.py:nope", ImportError, "has no 'nope'; the callables it defines are: sphere."),
         ("objective.py:NOT_A_FUNCTION", TypeError, "'NOT_A_FUNCTION' is a int, not a function"),
         ("math:pi", TypeError, "'pi' is a float, not a function"),
     ],
