@@ -5,6 +5,7 @@ values and derivatives of any order estimated from function values only.
 """
 
 from es_toolkit import noise
+from es_toolkit.ask_tell import Optimizer
 from es_toolkit.noise import Gumbel, Normal
 from es_toolkit.optimize import OptimizeResult, OptimizeState, maximize, minimize
 from es_toolkit.perturb import make_perturbed_fun, make_perturbed_value_and_grad
@@ -15,6 +16,7 @@ __all__ = [
     "Normal",
     "OptimizeResult",
     "OptimizeState",
+    "Optimizer",
     "Restarts",
     "make_perturbed_fun",
     "make_perturbed_value_and_grad",

@@ -91,9 +91,10 @@ TRACING_ERRORS = (
 )
 
 
-def check_traceable(name: str, fun: Any, *args: Any) -> Any:
+def check_traceable(name: str, fun: Any, *args: Any, hint: str = "") -> Any:
     """Returns ``jax.eval_shape(fun, *args)``; if tracing ``fun`` fails because it needs
-    concrete values, raises a TypeError naming ``name`` that says how to write it."""
+    concrete values, raises a TypeError naming ``name`` that says how to write it (and
+    ``hint``: what else the caller offers)."""
     try:
         return jax.eval_shape(fun, *args)
     except TRACING_ERRORS as error:
@@ -101,7 +102,7 @@ def check_traceable(name: str, fun: Any, *args: Any) -> Any:
         raise TypeError(
             f"{name} must be JAX-traceable: it is called on traced arrays, so write it with "
             "jax.numpy (not NumPy or math) and use jnp.where or jax.lax.cond instead of a "
-            "Python if on its input; a plain Python objective is not supported yet. "
+            f"Python if on its input.{' ' + hint if hint else ''} "
             f"Tracing {name} failed with {type(error).__name__}: {summary}"
         ) from error
 

@@ -8,6 +8,10 @@ checks for early stopping. The jitted block is cached: a second call with the sa
 (keys, limits, the target, bounds) are its arguments, so restarts compile once per
 population size.
 
+With ``jit=False`` the objective is any Python callable, evaluated from Python (in this
+process, on worker processes or on an executor such as a Dask cluster) between the compiled
+ask and tell of ``ask_tell.Optimizer``; see ``optimize_python``.
+
 A run stops at the target, at ``num_generations``, at the ``max_evaluations`` budget, when
 the callback asks, or when the strategy's own criteria say it has converged (``tolx``,
 ``tolfun``, ...; see ``strategies.termination``); with ``restarts`` the last starts a new run.
@@ -21,10 +25,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from es_toolkit import _search as search
 from es_toolkit import bounds as bounds_lib
 from es_toolkit import parallel, population_shard
 from es_toolkit import restarts as restarts_lib
 from es_toolkit import sampling as sampling_lib
+from es_toolkit._search import (
+    BOUND_HANDLINGS,
+    OptimizeResult,
+    OptimizeState,
+    check_strategy,
+    resume_template,
+)
 from es_toolkit._validate import (
     TRACING_ERRORS,
     check_bool,
@@ -35,32 +47,16 @@ from es_toolkit._validate import (
 )
 from es_toolkit.progress import Progress
 from es_toolkit.strategies import base, termination
-from es_toolkit.strategies.open_es import open_es
 from es_toolkit.types import PRNGKey, PyTree
 
-
-class OptimizeResult(NamedTuple):
-    best_params: PyTree  # the best point evaluated (a member or a mean), inside any bounds
-    best_value: float  # f(best_params), in the caller's sign
-    state: Any  # the strategy's final state (of the last run, in the search's coordinates)
-    metrics: dict[str, np.ndarray]  # per generation, each of length num_generations
-    num_generations: int  # generations run over all runs (fewer than asked when stopped)
-    reached_target: bool
-    num_evaluations: int = 0  # evaluations of f over all runs
-    num_restarts: int = 0  # runs started after the first
-    stop_reason: str = ""  # a name from termination.STOP_REASONS
-
-
-class OptimizeState(NamedTuple):
-    """Where an optimization stands between blocks (the callback's ``"checkpoint"``):
-    ``minimize(..., start=it)`` continues with the numbers of a run never stopped."""
-
-    state: Any  # the strategy's state
-    best_params: PyTree  # the best point so far (in the search's coordinates)
-    best_fitness: jax.Array  # scalar in f's dtype, higher is better (-f for minimize)
-    generation: jax.Array  # int32 scalar, generations done over all runs
-    num_evaluations: jax.Array  # int32 scalar, evaluations of f so far
-    run: restarts_lib.RunState  # the current run of a restart schedule
+__all__ = [
+    "BOUND_HANDLINGS",
+    "OptimizeResult",
+    "OptimizeState",
+    "maximize",
+    "minimize",
+    "resume_template",
+]
 
 
 class _Carry(NamedTuple):
@@ -72,32 +68,13 @@ class _Carry(NamedTuple):
     stop: jax.Array  # int32 code into termination.STOP_REASONS, 0 while running
 
 
-class _Limits(NamedTuple):
-    """Per-run values the jitted block takes as arguments (so they never recompile it)."""
-
-    key: PRNGKey  # the run's key; generation g of the run uses fold_in(key, g)
-    first_generation: jax.Array  # int32: where the run started, over all runs
-    generation: jax.Array  # int32: stop once this many generations are done
-    reason: jax.Array  # int32: the stop code for reaching it
-    target: jax.Array  # fitness to reach
-    box: Any  # bounds_lib.Bounds or None
-
-
-BOUND_HANDLINGS = ("transform", "penalty")
-_RESTARTABLE = frozenset(
-    termination.code(name)
-    for name in termination.STOP_REASONS[1:]
-    if name not in ("num_generations", "max_evaluations", "target", "callback")
-)
-
-
-def maximize(f: Callable[[PyTree], jax.Array], x0: PyTree, **options: Any) -> OptimizeResult:
+def maximize(f: Callable[[PyTree], Any], x0: PyTree, **options: Any) -> OptimizeResult:
     """Maximizes ``f`` from ``x0`` with an evolution strategy. See :func:`minimize`."""
     return _optimize(f, x0, sign=1.0, **options)
 
 
 def minimize(
-    f: Callable[[PyTree], jax.Array],
+    f: Callable[[PyTree], Any],
     x0: PyTree,
     *,
     strategy: base.EvolutionStrategy | None = None,
@@ -116,13 +93,21 @@ def minimize(
     evaluate_mean: bool = True,
     bounds: Any = None,
     bound_handling: str = "transform",
+    jit: bool = True,
+    vectorized: bool = False,
+    executor: Any = None,
+    workers: int | None = None,
+    timeout: float | None = None,
+    on_error: str = "raise",
+    max_retries: int = 3,
 ) -> OptimizeResult:
     """Minimizes ``f`` from ``x0`` with an evolution strategy.
 
     Args:
         f: a JAX-traceable function from a pytree of float arrays to a scalar (written
             with ``jax.numpy``; ``jnp.where`` or ``lax.cond`` instead of a Python ``if``);
-            it need not be differentiable or even continuous.
+            it need not be differentiable or even continuous. With ``jit=False``, any
+            Python callable from NumPy arrays (a pytree like ``x0``) to a float.
         x0: the starting point (the strategy's initial mean), a pytree of float arrays
             whose leaves may differ in dtype (float32, bfloat16, ...): each keeps its own.
             Precision follows it: under ``jax_enable_x64`` a float64 ``x0`` (and ``f``)
@@ -137,9 +122,10 @@ def minimize(
             for antithetic strategies). ``None``: as many as ``memory_budget`` allows.
         target: stop once the best value is at most ``target`` (at least, for
             ``maximize``).
-        callback: called after every block with a dict (``generation``, ``metrics`` of the
-            block as NumPy arrays, ``best_value``, ``state``, and ``checkpoint``, an
-            :class:`OptimizeState`); returning ``True`` stops.
+        callback: called after every block (every generation with ``jit=False``) with a
+            dict (``generation``, ``metrics`` of the block as NumPy arrays, ``best_value``,
+            ``state``, and ``checkpoint``, an :class:`OptimizeState`); returning ``True``
+            stops.
         block_size: generations per jitted block (progress and callbacks in between).
         progress: print a progress line to standard error after every block.
         mesh: shard the population over devices: a device count, a sequence of devices or
@@ -152,9 +138,9 @@ def minimize(
         start: continue from an :class:`OptimizeState` (a callback's ``checkpoint``),
             with the same ``f``, ``x0``, strategy, key and options; ``metrics`` then cover
             only the generations run in this call.
-        max_evaluations: a budget of evaluations of ``f`` (members, plus the mean and
-            ``x0`` with ``evaluate_mean``), over all runs; a generation that would pass it
-            does not start.
+        max_evaluations: a budget of evaluations of ``f`` (members, plus the mean with
+            ``evaluate_mean``), over all runs; a generation that would pass it does not
+            start.
         restarts: ``"ipop"``, ``"bipop"`` or a :class:`~es_toolkit.restarts.Restarts`:
             when the strategy stops on its own criteria (``strategy.stop``), start again
             from ``x0`` with a population size (and, for BIPOP, an initial sigma) from the
@@ -162,14 +148,38 @@ def minimize(
             target. Needs a strategy from a factory decorated with ``base.rebuildable``
             (all of ours); BIPOP also one whose state holds ``sigma``.
         evaluate_mean: also evaluate ``f`` at the strategy's mean every generation (the
-            ``mean_value`` metric, a candidate for the best) and at ``x0``; ``False``
-            evaluates members only, as pycma does.
+            ``mean_value`` metric, a candidate for the best; the first mean is ``x0``);
+            ``False`` evaluates members only, as pycma does.
         bounds: ``(lower, upper)``, each a scalar, ``None`` or a pytree like ``x0``: no
             member is evaluated outside the box and the best point lies inside it.
         bound_handling: ``"transform"`` (pycma's ``BoundTransform``: the search runs in
             unbounded coordinates mapped into the box by ``bounds.into_box``) or
             ``"penalty"`` (``bounds.penalized``: ``f`` at the nearest point of the box
             plus the squared distance to it).
+        jit: ``True``: ``f`` is traced and whole blocks of generations run compiled.
+            ``False``: ``f`` is a plain Python callable (NumPy, a simulator, a subprocess)
+            called once per member from Python, serially or on ``workers`` or an
+            ``executor``; the strategy's ask and tell still run compiled. The options below
+            apply to it only; ``mesh`` and ``chunk_size`` to the compiled path only.
+        vectorized: with ``jit=False``, ``f`` takes the whole batch (every leaf of ``x0``
+            stacked on a new first axis, ``(population, d)`` for a vector) and returns one
+            value per member; with workers, each gets a contiguous part of the batch.
+        executor: with ``jit=False``, evaluate members on any
+            ``concurrent.futures.Executor``: a ``ProcessPoolExecutor``, a Dask client's
+            ``client.get_executor()``, mpi4py's ``MPIPoolExecutor``. Only the function and
+            the members are sent; results come back in member order.
+        workers: with ``jit=False``, evaluate on this many local worker processes (started
+            with ``spawn``, never forked from this process; a dead one is replaced).
+        timeout: with ``jit=False``, seconds an evaluation may take; past it, the member
+            fails (``on_error``) and, on ``workers``, its process is killed.
+        on_error: with ``jit=False``, what a failed evaluation (the objective raised,
+            returned a non-number or timed out) does: ``"raise"`` stops with an
+            :class:`~es_toolkit.evaluators.EvaluationError` naming the member, its ``x``
+            and the objective's traceback (the callback's last checkpoint is that of the
+            last complete generation); ``"worst"`` ranks the member last and counts it in
+            the ``failures`` metric.
+        max_retries: with ``jit=False``, how often a member whose worker process died is
+            sent again before :class:`~es_toolkit.evaluators.WorkerLostError`.
 
     Returns:
         An :class:`OptimizeResult`. ``metrics`` holds the strategy's metrics (fitness is
@@ -183,30 +193,48 @@ def minimize(
         >>> bool(result.best_value < 0.05)
         True
     """
-    return _optimize(
-        f,
-        x0,
-        sign=-1.0,
-        strategy=strategy,
-        num_generations=num_generations,
-        key=key,
-        chunk_size=chunk_size,
-        target=target,
-        callback=callback,
-        block_size=block_size,
-        progress=progress,
-        mesh=mesh,
-        memory_budget=memory_budget,
-        start=start,
-        max_evaluations=max_evaluations,
-        restarts=restarts,
-        evaluate_mean=evaluate_mean,
-        bounds=bounds,
-        bound_handling=bound_handling,
-    )
+    options = {name: value for name, value in locals().items() if name not in ("f", "x0")}
+    return _optimize(f, x0, sign=-1.0, **options)
 
 
-def _optimize(
+def _optimize(f, x0, *, sign, jit=True, **options) -> OptimizeResult:
+    """Checks the options every path shares, then runs the compiled or the Python path."""
+    if check_bool("jit", jit):
+        python_only = {name: options.pop(name, default) for name, default in _PYTHON_ONLY.items()}
+        given = [name for name, value in python_only.items() if value != _PYTHON_ONLY[name]]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} apply to plain Python objectives: pass jit=False to call "
+                "f from Python (it is then not traced)."
+            )
+        return _optimize_compiled(f, x0, sign=sign, **options)
+    for name in ("mesh", "chunk_size"):
+        if options.pop(name, None) is not None:
+            raise ValueError(f"{name} applies to compiled objectives (jit=True) only.")
+    for name in ("block_size", "memory_budget"):
+        options.pop(name, None)
+    # Imported here: the worker pools it brings are not needed by compiled objectives.
+    from es_toolkit.optimize_python import optimize_python
+
+    return optimize_python(f, x0, sign=sign, **options)
+
+
+_PYTHON_HINT = (
+    "For a plain Python objective (NumPy, a simulator, a subprocess), pass jit=False: f is "
+    "then called from Python, once per member."
+)
+# The Python path's options, with their defaults.
+_PYTHON_ONLY = {
+    "vectorized": False,
+    "executor": None,
+    "workers": None,
+    "timeout": None,
+    "on_error": "raise",
+    "max_retries": 3,
+}
+
+
+def _optimize_compiled(
     f,
     x0,
     *,
@@ -237,15 +265,10 @@ def _optimize(
     max_evaluations = check_optional_int("max_evaluations", max_evaluations, minimum=1)
     restarts = restarts_lib.check_restarts(restarts)
     check_bool("evaluate_mean", evaluate_mean)
-    if bound_handling not in BOUND_HANDLINGS:
-        raise ValueError(
-            f"bound_handling must be one of {', '.join(BOUND_HANDLINGS)}, got {bound_handling!r}."
-        )
+    search.check_bound_handling(bound_handling)
     box = None if bounds is None else bounds_lib.make_bounds(bounds, x0)
-    strategy = open_es(64, sigma=0.1) if strategy is None else strategy
-    if not isinstance(strategy, base.EvolutionStrategy):
-        raise TypeError(f"strategy must be an EvolutionStrategy, got {type(strategy).__name__}.")
-    _check_restartable(restarts, strategy, x0)
+    strategy = check_strategy(strategy)
+    search.check_restartable(restarts, strategy, x0)
     key = jax.random.key(0) if key is None else key
     fitness_dtype = _fitness_dtype(f, x0)
     target_fitness = jnp.asarray(jnp.inf if target is None else sign * target, fitness_dtype)
@@ -259,27 +282,21 @@ def _optimize(
         "bound_handling": None if box is None else bound_handling,
     }
     resumed = start is not None
-    if not resumed:
-        start = _first_checkpoint(strategy, search_x0, fitness_dtype, static, box)
+    start = start if resumed else search.first_state(strategy, search_x0, fitness_dtype)
     run = start.run
-    current = _strategy_of_run(strategy, run)
+    current = search.strategy_of_run(strategy, run)
     carry = _Carry(*start[:5], stop=jnp.zeros((), jnp.int32))
     blocks: list[dict[str, np.ndarray]] = []
     bar = Progress(num_generations, "generation", enabled=progress)
-
-    def limits_of(run, carry, current):
-        limit, reason = _generation_limit(
-            run, carry, num_generations, max_evaluations, current, evaluate_mean
-        )
-        return _Limits(
-            restarts_lib.run_key(key, int(run.index)),
-            run.first_generation,
-            jnp.asarray(limit, jnp.int32),
-            jnp.asarray(reason, jnp.int32),
-            target_fitness,
-            box,
-        )
-
+    limits_of = functools.partial(
+        search.make_limits,
+        key,
+        num_generations=num_generations,
+        max_evaluations=max_evaluations,
+        evaluate_mean=evaluate_mean,
+        target=target_fitness,
+        box=box,
+    )
     if resumed and current.stop is not None:
         # A checkpoint taken as a run stopped on its own criteria restarts right away.
         carry = carry._replace(stop=jnp.asarray(current.stop(carry.state), jnp.int32))
@@ -287,7 +304,7 @@ def _optimize(
         block = None
         if not int(carry.stop):
             limits = limits_of(run, carry, current)
-            stop = _stop_before_block(carry, limits)
+            stop = search.stop_before(carry, limits)
             if stop:
                 carry = carry._replace(stop=jnp.asarray(stop, jnp.int32))
                 break
@@ -295,15 +312,10 @@ def _optimize(
             blocks.append(block)
             mean = {"mean": float(block["mean_value"][-1])} if evaluate_mean else {}
             bar.update(int(carry.generation), best=float(sign * carry.best_fitness), **mean)
-        stop = int(carry.stop)
-        if stop in _RESTARTABLE and restarts is not None:
-            restarted = _restart(restarts, strategy, run, carry, search_x0, key, limits_of)
-            if isinstance(restarted, tuple):
-                run, current, carry = restarted
-                stop = 0
-            elif restarted:  # a limit leaves no room for the next run: it is the reason
-                stop = restarted
-                carry = carry._replace(stop=jnp.asarray(stop, jnp.int32))
+        run, current, carry, stop = search.restart_or_stop(
+            restarts, strategy, run, current, carry, int(carry.stop), search_x0, key, limits_of
+        )
+        carry = carry._replace(stop=jnp.asarray(stop, jnp.int32))
         if (
             block is not None
             and callback is not None
@@ -324,36 +336,8 @@ def _optimize(
     bar.close()
     names = blocks[0] if blocks else {}
     metrics = {name: np.concatenate([b[name] for b in blocks]) for name in names}
-    best_params = carry.best_params
-    if box is not None:
-        to_box = bounds_lib.into_box if bound_handling == "transform" else bounds_lib.project
-        best_params = to_box(box, best_params)
-    return OptimizeResult(
-        best_params=best_params,
-        best_value=float(sign * carry.best_fitness),
-        state=carry.state,
-        metrics=metrics,
-        num_generations=int(carry.generation),
-        reached_target=bool(carry.best_fitness >= target_fitness),
-        num_evaluations=int(carry.num_evaluations),
-        num_restarts=int(run.index),
-        stop_reason=termination.STOP_REASONS[int(carry.stop)],
-    )
-
-
-def resume_template(
-    strategy: base.EvolutionStrategy, x0: PyTree, fitness_dtype: Any = jnp.float32
-) -> OptimizeState:
-    """An :class:`OptimizeState` shaped like the checkpoints of a run of ``strategy`` from
-    ``x0`` (its first run), to load a saved one into."""
-    return OptimizeState(
-        strategy.init(x0),
-        x0,
-        jnp.zeros((), fitness_dtype),
-        jnp.zeros((), jnp.int32),
-        jnp.zeros((), jnp.int32),
-        restarts_lib.first_run(strategy.population_size),
-    )
+    found = OptimizeState(*carry[:5], run=run)
+    return search.result(found, carry.stop, metrics, sign, target_fitness, box, bound_handling)
 
 
 def _fitness_dtype(f, x0) -> Any:
@@ -361,110 +345,13 @@ def _fitness_dtype(f, x0) -> Any:
     try:
         out = jax.eval_shape(f, x0)
     except TRACING_ERRORS:
-        check_traceable("f", f, x0)  # raises a clear error when f is the cause
+        check_traceable("f", f, x0, hint=_PYTHON_HINT)  # raises when f is the cause
         raise
     shape = getattr(out, "shape", None)
     if shape != ():
         got = f"an array of shape {shape}" if shape is not None else type(out).__name__
         raise TypeError(f"f must return a scalar, got {got}.")
     return jnp.float64 if out.dtype == jnp.float64 else jnp.float32
-
-
-def _check_restartable(restarts, strategy, x0) -> None:
-    if restarts is None:
-        return
-    if strategy.rebuild is None:
-        raise ValueError(
-            "restarts rebuild the strategy with other population sizes, so strategy must "
-            "come from a factory decorated with strategies.base.rebuildable (every "
-            "es_toolkit strategy does)."
-        )
-    if restarts.kind == "bipop" and not hasattr(jax.eval_shape(strategy.init, x0), "sigma"):
-        raise ValueError(
-            "restarts='bipop' scales each small run's initial sigma, so the strategy's state "
-            "must hold sigma; use restarts='ipop' for this strategy."
-        )
-
-
-def _objective(f, sign, bound_handling, box):
-    """The fitness the strategy sees: ``sign * f``, through the bounds when there are any."""
-    if bound_handling == "transform":
-        return lambda params: sign * f(bounds_lib.into_box(box, params))
-    if bound_handling == "penalty":
-        penalized = bounds_lib.penalized(f, box)
-        return lambda params: sign * penalized(params)
-    return lambda params: sign * f(params)
-
-
-def _first_checkpoint(strategy, x0, fitness_dtype, static, box) -> OptimizeState:
-    """The start of a run: with ``evaluate_mean``, ``x0`` evaluated as the first best."""
-    template = resume_template(strategy, x0, fitness_dtype)
-    if not static["evaluate_mean"]:
-        return template._replace(best_fitness=jnp.asarray(-jnp.inf, fitness_dtype))
-    value = _objective(static["f"], static["sign"], static["bound_handling"], box)(x0)
-    value = jnp.asarray(value, fitness_dtype)
-    return template._replace(
-        best_fitness=jnp.where(jnp.isnan(value), -jnp.inf, value),
-        num_evaluations=jnp.ones((), jnp.int32),
-    )
-
-
-def _strategy_of_run(strategy, run):
-    size = int(run.population_size)
-    return strategy if size == strategy.population_size else strategy.rebuild(population_size=size)
-
-
-def _generation_limit(run, carry, num_generations, max_evaluations, current, evaluate_mean):
-    """``(generation, stop code)`` at which the current run stops at the latest: the first
-    of ``num_generations``, the evaluation budget and the run's own cap."""
-    candidates = [(num_generations, "num_generations")]
-    if max_evaluations is not None:
-        per_generation = current.population_size + int(evaluate_mean)
-        left = max_evaluations - int(carry.num_evaluations)
-        candidates.append((int(carry.generation) + left // per_generation, "max_evaluations"))
-    if int(run.generation_limit) != restarts_lib.NO_LIMIT:
-        candidates.append((int(run.generation_limit), "maxiter"))
-    limit, reason = min(candidates, key=lambda candidate: candidate[0])
-    return limit, termination.code(reason)
-
-
-def _stop_before_block(carry, limits) -> int:
-    if bool(carry.best_fitness >= limits.target):
-        return termination.code("target")
-    if int(carry.generation) >= int(limits.generation):
-        return int(limits.reason)
-    return 0
-
-
-def _restart(restarts, strategy, run, carry, x0, key, limits_of):
-    """``(run, strategy, carry)`` of the next run of the schedule; ``None`` when the
-    schedule is spent, or the stop code of the limit that leaves no generation for it."""
-    evaluations = int(carry.num_evaluations) - int(run.first_evaluations)
-    plan, next_run = restarts_lib.plan_next(
-        restarts, run, strategy.population_size, evaluations, key
-    )
-    if plan is None:
-        return None
-    current = strategy.rebuild(population_size=plan.population_size)
-    state = current.init(x0)
-    if plan.sigma_factor != 1.0:
-        sigma = jax.tree.map(lambda s: (s * plan.sigma_factor).astype(s.dtype), state.sigma)
-        state = state._replace(sigma=sigma)
-    generation = int(carry.generation)
-    cap = plan.max_generations
-    next_run = next_run._replace(
-        first_generation=jnp.asarray(generation, jnp.int32),
-        generation_limit=jnp.asarray(
-            restarts_lib.NO_LIMIT if cap is None else generation + cap, jnp.int32
-        ),
-        first_evaluations=carry.num_evaluations,
-    )
-    carry = carry._replace(state=state, stop=jnp.zeros((), jnp.int32))
-    return _stop_before_block(carry, limits_of(next_run, carry, current)) or (
-        next_run,
-        current,
-        carry,
-    )
 
 
 def _run_block(strategy, chunk_size, memory_budget, static, carry, limits, x0):
@@ -479,7 +366,7 @@ def _run_block(strategy, chunk_size, memory_budget, static, carry, limits, x0):
     try:
         carry, metrics = run_block(carry, limits)
     except TRACING_ERRORS:
-        check_traceable("f", static["f"], x0)  # raises a clear error when f is the cause
+        check_traceable("f", static["f"], x0, hint=_PYTHON_HINT)  # raises when f is the cause
         raise
     done = int(carry.generation) - first
     return carry, {name: np.asarray(value)[:done] for name, value in metrics.items()}
@@ -514,7 +401,7 @@ def _block(
     """``block_size`` generations from ``carry`` in a ``lax.scan``; generations after the
     run stops (a limit, the target or the strategy's own criteria) are skipped. With a
     ``mesh``, the population of every generation is sharded over its devices."""
-    objective = _objective(f, sign, bound_handling, limits.box)
+    objective = search.fitness_function(f, sign, bound_handling, limits.box)
     per_generation = strategy.population_size + int(evaluate_mean)
 
     def generation(carry: _Carry) -> tuple[_Carry, dict[str, jax.Array]]:
@@ -528,7 +415,7 @@ def _block(
         if evaluate_mean:
             metrics["mean_value"] = sign * mean_fitness
         done = carry.generation + 1
-        stop = _stop_code(strategy, state, best_fitness, done, limits)
+        stop = search.stop_code(strategy, state, best_fitness, done, limits)
         evaluations = carry.num_evaluations + per_generation
         return _Carry(state, best_params, best_fitness, done, evaluations, stop), metrics
 
@@ -551,16 +438,6 @@ def _block(
 _cached_block = jax.jit(_block, static_argnames=(*_STATIC, "bound_handling"))
 
 
-def _stop_code(strategy, state, best_fitness, done, limits) -> jax.Array:
-    """Why the run stops after this generation (0: it goes on): the target first, then the
-    strategy's own criteria, then the generation limit."""
-    code = jnp.where(done >= limits.generation, limits.reason, 0).astype(jnp.int32)
-    if strategy.stop is not None:
-        own = jnp.asarray(strategy.stop(state), jnp.int32)
-        code = jnp.where(own != 0, own, code)
-    return jnp.where(best_fitness >= limits.target, termination.code("target"), code)
-
-
 def _placeholder(shape: jax.ShapeDtypeStruct) -> jax.Array:
     """A metric for a skipped generation (cut off before it reaches the caller)."""
     fill = jnp.nan if jnp.issubdtype(shape.dtype, jnp.inexact) else 0
@@ -572,7 +449,6 @@ def _best_so_far(strategy, gen_key, carry, fitness, mean_fitness):
     the mean (when evaluated). The best member is regenerated from its key (a pair, for
     antithetic strategies), never stored with the population."""
     n = strategy.population_size
-    dtype = carry.best_fitness.dtype
     index = jnp.argmax(jnp.where(jnp.isfinite(fitness), fitness, -jnp.inf))
     start = jnp.minimum(index - index % 2, n - 2)
     pair = strategy.ask(gen_key, carry.state, start, 2)
@@ -580,13 +456,4 @@ def _best_so_far(strategy, gen_key, carry, fitness, mean_fitness):
     candidates = [(member, fitness[index])]
     if mean_fitness is not None:
         candidates.append((carry.state.mean, mean_fitness))
-    best_params, best_fitness = carry.best_params, carry.best_fitness
-    for params, value in candidates:
-        value = jnp.where(jnp.isfinite(value), value, -jnp.inf).astype(dtype)
-        best_params = _where(value > best_fitness, params, best_params)
-        best_fitness = jnp.maximum(value, best_fitness)
-    return best_params, best_fitness
-
-
-def _where(condition: jax.Array, new: PyTree, old: PyTree) -> PyTree:
-    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)
+    return search.best_of(candidates, carry.best_params, carry.best_fitness)

@@ -224,7 +224,7 @@ def test_objective_that_is_not_traceable_gets_one_clear_error(run, kind):
     with pytest.raises(TypeError, match="f must be JAX-traceable") as info:
         run(f, jnp.ones(3), num_generations=2, progress=False)
     assert "jnp.where" in str(info.value)
-    assert "plain Python objective is not supported yet" in str(info.value)
+    assert "pass jit=False" in str(info.value)
     assert isinstance(info.value.__cause__, cause)
 
 
