@@ -1,19 +1,30 @@
-"""An optimization of a test objective (``es_toolkit.objectives``) into a run folder, as
-``train`` does for policies: a JSONL log per generation, a checkpoint after every block
-(``--resume`` continues it exactly, restarts included), a PNG curve and ``result.json``.
+"""An optimization into a run folder, as ``train`` does for policies: a JSONL log per
+generation, a checkpoint after every block (``--resume`` continues it exactly, restarts
+included), a PNG curve and ``result.json``.
+
+The objective is a built-in test function (``es_toolkit.objectives``), run jitted in JAX,
+or a user's Python function named ``"path/to/file.py:function"`` or
+``"package.module:function"`` (``es_toolkit.objective_loading``), called with NumPy arrays
+in this process, on ``workers`` local processes or on a Dask cluster, with a checkpoint
+after every generation.
 """
 
+import contextlib
 import dataclasses
 import math
 import numbers
+import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from es_toolkit import _run_config as run_config
-from es_toolkit import objectives, parallel
+from es_toolkit import objective_loading, objectives, parallel
 from es_toolkit import restarts as restarts_lib
 from es_toolkit import strategies as strategies_lib
 from es_toolkit._run_config import ConfigError
@@ -22,19 +33,37 @@ from es_toolkit.report import metrics_rows
 from es_toolkit.run_folder import RunClock, RunFolder
 
 # Fields a resumed optimization may change: they do not alter the generations run (raising
-# num_generations or max_evaluations extends the run).
-RESUMABLE_FIELDS = ("num_generations", "max_evaluations", "devices")
+# num_generations or max_evaluations extends the run). Where a Python objective runs
+# (workers, a Dask cluster) does not change its values; its timeout may, so it stays.
+RESUMABLE_FIELDS = ("num_generations", "max_evaluations", "devices", "workers", "dask_scheduler")
+ON_ERROR = ("raise", "worst")
+DEFAULT_DIM = 10
+# The settings of a Python objective's evaluation, and their values when it has none.
+PYTHON_ONLY = {
+    "vectorized": False,
+    "workers": None,
+    "dask_scheduler": None,
+    "timeout": None,
+    "on_error": "raise",
+    "max_retries": 3,
+}
+_SCHEDULER = re.compile(r"(?:tcp://)?(?P<host>[^\s:/]+):(?P<port>\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimizeConfig:
+    # A built-in test function (es_toolkit.objectives, run jitted), or a Python function:
+    # "path/to/file.py:function" (kept as an absolute path) or "package.module:function".
     objective: str = "rastrigin"
-    dim: int = 10
+    # None: x0's length when x0 is a list or a .npy file (a dim given must equal it), else 10.
+    dim: int | None = None
     strategy: str = "open_es"
     population_size: int = 64
     num_generations: int = 1000
     seed: int = 0
-    sigma: float | None = None  # None: 5% of the objective's domain width
+    # None: for a built-in, 5% of its domain width; for a Python objective, 0.25 (high - low)
+    # when bounds are finite on both sides, else 1.0.
+    sigma: float | None = None
     chunk_size: int | None = None  # None: as many members as the memory budget allows
     target: float | None = None  # stop once the best value is at most this
     devices: int | None = None  # shard the population over this many devices
@@ -48,9 +77,23 @@ class OptimizeConfig:
     # criteria, start again from the same point with a larger (or, BIPOP, smaller)
     # population, until the budgets or the target.
     restarts: str | None = None
+    # The start: None, a float (every coordinate), a list of floats, or the path of a .npy
+    # file holding a 1-D array (kept as an absolute path). None: a built-in's random start
+    # in its domain; for a Python objective, the middle of the bounds when both sides are
+    # finite, else the point of the box nearest to 0.
+    x0: float | tuple[float, ...] | str | None = None
+    # The rest is for a Python objective only (a built-in runs jitted, in JAX):
+    vectorized: bool = False  # the function takes (population, dim), returns (population,)
+    workers: int | None = None  # evaluate on this many local worker processes
+    dask_scheduler: str | None = None  # or on the Dask cluster at "HOST:PORT"
+    timeout: float | None = None  # seconds one evaluation may take before it fails
+    on_error: str = "raise"  # a failed evaluation: "raise" stops, "worst" scores it worst
+    max_retries: int = 3  # evaluations retried after their worker died
 
     def __post_init__(self):
-        run_config.require_choice("objective", self.objective, objectives.OBJECTIVES)
+        _check_objective(self)
+        _check_x0_and_dim(self)
+        _check_python_settings(self)
         run_config.require_choice("strategy", self.strategy, strategies_lib.STRATEGIES)
         for name, minimum in (("dim", 1), ("population_size", 2), ("num_generations", 1)):
             run_config.require_int(name, getattr(self, name), minimum)
@@ -76,13 +119,153 @@ class OptimizeConfig:
                 f"{self.strategy} keeps none in its state: use restarts='ipop'.",
             )
 
+    @property
+    def is_python(self) -> bool:
+        """Whether the objective is a user's Python function (not a built-in)."""
+        return objective_loading.is_spec(self.objective)
+
+    @property
+    def objective_label(self) -> str:
+        """A short name of the objective: the built-in's, or ``file_stem.function``."""
+        if not self.is_python:
+            return self.objective
+        objective = objective_loading.parse_spec(self.objective)
+        where = Path(objective.module).stem if objective.is_file else objective.module
+        return f"{where}.{objective.name}"
+
     def initial_sigma(self) -> float:
-        low, high = objectives.get(self.objective).bounds
-        return self.sigma if self.sigma is not None else 0.05 * (high - low)
+        if self.sigma is not None:
+            return self.sigma
+        if not self.is_python:
+            low, high = objectives.get(self.objective).bounds
+            return 0.05 * (high - low)
+        low, high = self.bounds or (None, None)
+        return 1.0 if low is None or high is None else 0.25 * (high - low)
 
     def default_out(self) -> Path:
         return Path("runs") / (
-            f"optimize-{self.objective}-d{self.dim}-{self.strategy}-seed{self.seed}"
+            f"optimize-{self.objective_label}-d{self.dim}-{self.strategy}-seed{self.seed}"
+        )
+
+
+def _check_objective(config: OptimizeConfig) -> None:
+    """A built-in's name, or a spec whose file path is made absolute."""
+    objective = config.objective
+    if isinstance(objective, str) and objective_loading.is_spec(objective):
+        try:
+            spec = objective_loading.parse_spec(objective).spec
+        except ValueError as error:
+            raise ConfigError("objective", str(error)) from None
+        object.__setattr__(config, "objective", spec)
+    elif objective not in objectives.OBJECTIVES:
+        raise ConfigError(
+            "objective",
+            f"objective must be a built-in ({', '.join(sorted(objectives.OBJECTIVES))}) or "
+            f"a Python function as {objective_loading.FORMS}, got {objective!r}.",
+        )
+
+
+def _check_x0_and_dim(config: OptimizeConfig) -> None:
+    """``x0`` as None, a float, a tuple of floats or an absolute .npy path, and ``dim``
+    resolved from it (a vector's length) or to the default."""
+    x0, length = config.x0, None
+    if isinstance(x0, np.ndarray | list | tuple):
+        x0 = tuple(float(value) for value in _start_vector(x0, "x0"))
+        length = len(x0)
+    elif isinstance(x0, str | os.PathLike):
+        x0 = os.path.abspath(x0)
+        length = len(_start_vector(_read_npy(x0), f"x0 ({x0})"))
+    elif x0 is not None:
+        run_config.require_finite("x0", x0)
+        x0 = float(x0)
+    object.__setattr__(config, "x0", x0)
+    if config.dim is not None:
+        run_config.require_int("dim", config.dim, 1)
+    if length is None:
+        object.__setattr__(config, "dim", DEFAULT_DIM if config.dim is None else config.dim)
+    elif config.dim is None:
+        object.__setattr__(config, "dim", length)
+    elif config.dim != length:
+        raise ConfigError(
+            "dim",
+            f"dim is {config.dim} but x0 has {length} coordinates; leave dim out to take it "
+            "from x0.",
+        )
+
+
+def _start_vector(values: Any, name: str) -> np.ndarray:
+    """``values`` as a 1-D float64 array of finite numbers, or a ConfigError naming x0."""
+    expected = f"{name} must be a float, a non-empty 1-D list of finite floats or a .npy file"
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):
+        raise ConfigError("x0", f"{expected}, got {values!r}.") from None
+    if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iuf":
+        raise ConfigError(
+            "x0", f"{expected}, got an array of shape {array.shape} and dtype {array.dtype}."
+        )
+    if not np.all(np.isfinite(array)):
+        raise ConfigError("x0", f"{expected}; it holds NaN or infinity.")
+    return array.astype(np.float64)
+
+
+def _read_npy(path: str) -> np.ndarray:
+    if not path.endswith(".npy"):
+        raise ConfigError("x0", f"x0 as a path must name a .npy file, got {path}.")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ConfigError("x0", f"cannot read x0 from {path}: {error}") from None
+
+
+def initial_vector(config: OptimizeConfig) -> np.ndarray | None:
+    """``config.x0`` as a float64 vector of ``dim`` coordinates (None when not given)."""
+    if config.x0 is None:
+        return None
+    if isinstance(config.x0, float):
+        return np.full(config.dim, config.x0)
+    if isinstance(config.x0, str):
+        return np.asarray(np.load(config.x0, allow_pickle=False), dtype=np.float64)
+    return np.asarray(config.x0, dtype=np.float64)
+
+
+def _check_python_settings(config: OptimizeConfig) -> None:
+    if not config.is_python:
+        for name, default in PYTHON_ONLY.items():
+            if getattr(config, name) != default:
+                raise ConfigError(
+                    name,
+                    f"{name} is for a Python function given as objective "
+                    f"{objective_loading.FORMS}; the built-in {config.objective!r} runs "
+                    f"jitted in JAX: leave {name} out.",
+                )
+        return
+    run_config.require_bool("vectorized", config.vectorized)
+    run_config.require_int("workers", config.workers, 1, optional=True)
+    run_config.require_positive("timeout", config.timeout, optional=True)
+    run_config.require_choice("on_error", config.on_error, ON_ERROR)
+    run_config.require_int("max_retries", config.max_retries, 0)
+    if config.dask_scheduler is not None:
+        match = isinstance(config.dask_scheduler, str) and _SCHEDULER.fullmatch(
+            config.dask_scheduler
+        )
+        if not match or not 0 < int(match["port"]) < 65536:
+            raise ConfigError(
+                "dask_scheduler",
+                "dask_scheduler must be HOST:PORT or tcp://HOST:PORT (a port from 1 to "
+                f"65535), got {config.dask_scheduler!r}.",
+            )
+        if config.workers is not None:
+            raise ConfigError(
+                "workers",
+                "workers starts local worker processes and dask_scheduler sends the "
+                "evaluations to a Dask cluster: give one.",
+            )
+    if config.devices is not None:
+        raise ConfigError(
+            "devices",
+            "devices shards a jitted built-in objective over devices; a Python function "
+            "runs on workers or dask_scheduler: leave devices out.",
         )
 
 
@@ -114,8 +297,15 @@ def _check_bounds(bounds: object) -> tuple[float | None, float | None] | None:
 
 
 def initial_point(config: OptimizeConfig, key: jax.Array) -> jax.Array:
-    """The start: uniform on the objective's domain, mapped affinely onto the part of it
-    inside ``config.bounds`` (onto the nearest bound when the box misses the domain)."""
+    """The start: ``config.x0`` when given. Else, for a built-in, uniform on its domain,
+    mapped affinely onto the part of it inside ``config.bounds`` (onto the nearest bound
+    when the box misses the domain); for a Python objective, the middle of the bounds when
+    both sides are finite, else the point of the box nearest to 0."""
+    given = initial_vector(config)
+    if given is not None:
+        return jnp.asarray(given, jnp.float32)
+    if config.is_python:
+        return jnp.asarray(python_start(config.bounds, config.dim), jnp.float32)
     objective = objectives.get(config.objective)
     x0 = objective.init(key, config.dim)
     if config.bounds is None:
@@ -128,6 +318,15 @@ def initial_point(config: OptimizeConfig, key: jax.Array) -> jax.Array:
         return x0
     # The clip keeps rounding from stepping past the box.
     return jnp.clip(start + (stop - start) * (x0 - low) / (high - low), start, stop)
+
+
+def python_start(bounds: tuple[float | None, float | None] | None, dim: int) -> np.ndarray:
+    """The default start of a Python objective in ``bounds`` (see :func:`initial_point`)."""
+    low, high = bounds or (None, None)
+    if low is not None and high is not None:
+        return np.full(dim, low + (high - low) / 2)
+    nearest = max(0.0, low) if low is not None else min(0.0, high) if high is not None else 0.0
+    return np.full(dim, nearest)
 
 
 def build_strategy(config: OptimizeConfig) -> strategies_lib.EvolutionStrategy:
@@ -149,7 +348,12 @@ def run_optimization(
     overwrite: bool = False,
     progress: bool = True,
 ) -> OptimizeResult:
-    """Minimizes ``config.objective`` from a random start, writing the run folder ``out``.
+    """Minimizes ``config.objective`` from its start (:func:`initial_point`), writing the
+    run folder ``out``.
+
+    A built-in runs jitted, with a checkpoint after every block of generations; a Python
+    objective is loaded by its spec (in every process that evaluates it) and runs through
+    ``minimize(..., jit=False)``, with a checkpoint after every generation.
 
     With ``resume``, continues the run saved in ``out`` (``config`` may be ``None``, or
     change only ``RESUMABLE_FIELDS``: raising ``num_generations`` or ``max_evaluations``
@@ -163,11 +367,16 @@ def run_optimization(
             saved, config, str(out), RESUMABLE_FIELDS, metadata["generation"]
         )
         _check_budget_left(config, metadata, str(out))
-    objective = objectives.get(config.objective)
+    if config.is_python:
+        f = objective_loading.load_objective(config.objective)
+    else:
+        f = objectives.get(config.objective).fn
     strategy = build_strategy(config)
     key = jax.random.key(config.seed)
     x0 = initial_point(config, jax.random.fold_in(key, 0))
-    with folder.claim(resume=resume, overwrite=overwrite):
+    with contextlib.ExitStack() as stack:
+        evaluation = stack.enter_context(_evaluation_options(config))
+        stack.enter_context(folder.claim(resume=resume, overwrite=overwrite))
         start = None
         if resume:
             # After a restart the state has the shapes of that run's population.
@@ -180,9 +389,13 @@ def run_optimization(
         def record(info: dict[str, Any]) -> None:
             first = info["generation"] - len(next(iter(info["metrics"].values())))
             rows = metrics_rows(info["metrics"], first)
+            checkpoint = info["checkpoint"]
+            if config.is_python:
+                # One generation per call: the count after it (a killed run's resume
+                # shows in the log as a count that goes on without a gap).
+                rows = [{**row, "num_evaluations": int(checkpoint.num_evaluations)} for row in rows]
             wall = clock.elapsed()
             folder.append_log([{**row, "wall_time": wall} for row in rows])
-            checkpoint = info["checkpoint"]
             saved = {
                 "config": dataclasses.asdict(config),
                 "generation": info["generation"],
@@ -192,26 +405,67 @@ def run_optimization(
             }
             folder.save_checkpoint(checkpoint, saved)
 
-        mesh = config.devices or (jax.device_count() if jax.process_count() > 1 else None)
         result = minimize(
-            objective.fn,
+            f,
             x0,
             strategy=strategy,
             num_generations=config.num_generations,
             key=jax.random.fold_in(key, 1),
-            chunk_size=config.chunk_size,
             target=config.target,
             callback=record,
             progress=progress and parallel.is_main_process(),
-            mesh=mesh,
             start=start,
             bounds=config.bounds,
             bound_handling=config.bound_handling,
             max_evaluations=config.max_evaluations,
             restarts=config.restarts,
+            **evaluation,
         )
-        _write_summary(folder, config, result, objective, clock.elapsed())
+        _write_summary(folder, config, result, clock.elapsed())
     return result
+
+
+@contextlib.contextmanager
+def _evaluation_options(config: OptimizeConfig) -> Iterator[dict[str, Any]]:
+    """``minimize``'s options for where the objective runs: a built-in, jitted (in chunks
+    of ``chunk_size`` members, sharded over ``devices``, or all devices of a multi-process
+    run); a Python objective in this process, on ``workers``, or on the Dask cluster at
+    ``dask_scheduler`` (its client closed on the way out)."""
+    if not config.is_python:
+        mesh = config.devices or (jax.device_count() if jax.process_count() > 1 else None)
+        yield {"mesh": mesh, "chunk_size": config.chunk_size}
+        return
+    options = {
+        "jit": False,
+        "vectorized": config.vectorized,
+        "workers": config.workers,
+        "timeout": config.timeout,
+        "on_error": config.on_error,
+        "max_retries": config.max_retries,
+    }
+    if config.dask_scheduler is None:
+        yield options
+        return
+    with dask_client(config.dask_scheduler) as client:
+        yield {**options, "executor": client.get_executor()}
+
+
+@contextlib.contextmanager
+def dask_client(address: str) -> Iterator[Any]:
+    """A ``distributed.Client`` connected to the scheduler at ``address`` (``HOST:PORT``
+    or ``tcp://HOST:PORT``), closed on the way out."""
+    try:
+        from distributed import Client
+    except ImportError as error:
+        raise ImportError(
+            f'dask_scheduler needs Dask\'s distributed ({error}): pip install "es_toolkit[dask]".'
+        ) from None
+    address = address if "://" in address else f"tcp://{address}"
+    client = Client(address, set_as_default=False)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def _check_budget_left(config: OptimizeConfig, metadata: dict[str, Any], where: str) -> None:
@@ -224,7 +478,15 @@ def _check_budget_left(config: OptimizeConfig, metadata: dict[str, Any], where: 
         )
 
 
-def _write_summary(folder, config, result, objective, wall: float) -> None:
+def optimal_value(config: OptimizeConfig) -> float | None:
+    """The objective's least value in ``config.dim`` dimensions (None when unknown, as for
+    a Python objective)."""
+    if config.is_python:
+        return None
+    return objectives.get(config.objective).optimal_value(config.dim)
+
+
+def _write_summary(folder, config, result, wall: float) -> None:
     rows = folder.read_log()
     folder.plot(
         [row["generation"] + 1 for row in rows],
@@ -232,22 +494,24 @@ def _write_summary(folder, config, result, objective, wall: float) -> None:
             "best value": [row["best_value"] for row in rows],
             "value at the mean": [row["mean_value"] for row in rows],
         },
-        title=f"{config.strategy} on {config.objective}, d = {config.dim}",
+        title=f"{config.strategy} on {config.objective_label}, d = {config.dim}",
         xlabel="generation",
         ylabel="objective (lower is better)",
         log_y=True,
     )
-    folder.write_result(
-        {
-            "config": dataclasses.asdict(config),
-            "sigma": config.initial_sigma(),
-            "generations": result.num_generations,
-            "num_evaluations": result.num_evaluations,
-            "num_restarts": result.num_restarts,
-            "stop_reason": result.stop_reason,
-            "best_value": result.best_value,
-            "optimal_value": objective.optimal_value(config.dim),
-            "reached_target": result.reached_target,
-            "wall_time_s": wall,
-        }
-    )
+    summary = {
+        "config": dataclasses.asdict(config),
+        "sigma": config.initial_sigma(),
+        "generations": result.num_generations,
+        "num_evaluations": result.num_evaluations,
+        "num_restarts": result.num_restarts,
+        "stop_reason": result.stop_reason,
+        "best_value": result.best_value,
+        "optimal_value": optimal_value(config),
+        "reached_target": result.reached_target,
+        "wall_time_s": wall,
+    }
+    if any("failures" in row for row in rows):
+        # Over the whole run, resumed sessions included (the log holds them all).
+        summary["failures"] = sum(int(row.get("failures", 0)) for row in rows)
+    folder.write_result(summary)
