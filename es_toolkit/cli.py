@@ -1,6 +1,7 @@
-"""The ``es-toolkit`` command: ``optimize`` a test objective, ``train`` a policy,
-``evaluate`` a trained one. It parses arguments and calls the library; every error is one
-line naming the flag, the path or the missing extra.
+"""The ``es-toolkit`` command: ``optimize`` a test objective or a Python function,
+``train`` a policy, ``evaluate`` a trained one. It parses arguments and calls the library;
+every error is one line naming the flag, the path or the missing extra (followed, when a
+Python objective fails, by its traceback).
 """
 
 import argparse
@@ -19,10 +20,18 @@ from es_toolkit import objectives, parallel
 from es_toolkit import restarts as restarts_lib
 from es_toolkit import strategies as strategies_lib
 from es_toolkit.checkpoint import CheckpointError
+from es_toolkit.evaluators import EvaluationError, WorkerLostError
 from es_toolkit.gym import RolloutError
 from es_toolkit.gym.record import check_recording, record_episode
+from es_toolkit.objective_loading import is_spec
 from es_toolkit.optimize import BOUND_HANDLINGS
-from es_toolkit.optimize_run import OptimizeConfig, read_optimization, run_optimization
+from es_toolkit.optimize_run import (
+    ON_ERROR,
+    OptimizeConfig,
+    optimal_value,
+    read_optimization,
+    run_optimization,
+)
 from es_toolkit.run_folder import RunFolderError
 from es_toolkit.training import (
     BACKENDS,
@@ -45,6 +54,8 @@ ERRORS = (
     CheckpointError,
     RolloutError,
     RunFolderError,
+    EvaluationError,  # a Python objective failed on a member: the message holds its traceback
+    WorkerLostError,
 )
 
 
@@ -75,16 +86,33 @@ def add_optimize_command(commands: Any) -> argparse.ArgumentParser:
     defaults = OptimizeConfig()
     cmd = commands.add_parser(
         "optimize",
-        help="minimize a black-box test objective",
-        description="Minimize a test objective with an evolution strategy into a run folder. "
+        help="minimize a black-box test objective or Python function",
+        description="Minimize a built-in test objective or any Python function with an "
+        "evolution strategy into a run folder. "
         "With --resume --out DIR alone, continue the run in DIR.",
     )
     cmd.add_argument(
         "--objective",
-        choices=sorted(objectives.OBJECTIVES),
-        help=f"(default {defaults.objective})",
+        type=_objective_spec,
+        metavar="NAME|FILE.py:FUNCTION|MODULE:FUNCTION",
+        help="a built-in test function, jitted in JAX "
+        f"({', '.join(sorted(objectives.OBJECTIVES))}; default {defaults.objective}), or any "
+        "Python function of a NumPy array returning a float: path/to/file.py:function or "
+        "package.module:function",
     )
-    cmd.add_argument("--dim", type=int, help=f"number of parameters d (default {defaults.dim})")
+    cmd.add_argument(
+        "--dim",
+        type=int,
+        help=f"number of parameters d (default: the length of --x0, else {defaults.dim})",
+    )
+    cmd.add_argument(
+        "--x0",
+        type=_start_point,
+        metavar="X|X1,X2,...|FILE.npy",
+        help="the start: a number for every coordinate, a comma list (write --x0=-1,2 when "
+        "it starts with a minus) or a .npy file of a 1-D array (default: a built-in's random "
+        "start; for a Python function, the middle of --bounds, else 0)",
+    )
     cmd.add_argument(
         "--strategy",
         choices=sorted(strategies_lib.STRATEGIES),
@@ -104,7 +132,10 @@ def add_optimize_command(commands: Any) -> argparse.ArgumentParser:
     )
     cmd.add_argument("--seed", type=int, help=f"(default {defaults.seed})")
     cmd.add_argument(
-        "--sigma", type=float, help="initial perturbation scale (default: 5%% of the domain width)"
+        "--sigma",
+        type=float,
+        help="initial perturbation scale (default: 5%% of a built-in's domain width; for a "
+        "Python function, a quarter of the --bounds width, else 1)",
     )
     cmd.add_argument(
         "--chunk-size", type=int, help="members evaluated at once (default: as memory allows)"
@@ -137,10 +168,51 @@ def add_optimize_command(commands: Any) -> argparse.ArgumentParser:
         "population (ipop) or alternating large and small ones (bipop; needs a strategy "
         "with a step size, such as cma_es)",
     )
+    add_python_objective_arguments(cmd)
     add_run_folder_arguments(cmd, "runs/optimize-OBJECTIVE-dD-STRATEGY-seedS")
     add_parallel_arguments(cmd)
     cmd.set_defaults(run=run_optimize)
     return cmd
+
+
+def add_python_objective_arguments(cmd: Any) -> None:
+    """How a Python --objective (FILE.py:FUNCTION or MODULE:FUNCTION) is evaluated."""
+    defaults = OptimizeConfig()
+    group = cmd.add_argument_group(
+        "Python objectives",
+        "A Python function runs in this process unless --workers or --dask-scheduler "
+        "sends it elsewhere; the run folder then has a checkpoint after every generation.",
+    )
+    group.add_argument(
+        "--vectorized",
+        action="store_true",
+        default=None,
+        help="the function takes the whole population, shape (population, d), and returns "
+        "(population,) values",
+    )
+    group.add_argument(
+        "--workers", type=int, metavar="N", help="evaluate on N local worker processes"
+    )
+    group.add_argument(
+        "--dask-scheduler",
+        metavar="HOST:PORT",
+        help="evaluate on the Dask cluster of this scheduler (needs es_toolkit[dask])",
+    )
+    group.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="fail an evaluation that takes longer"
+    )
+    group.add_argument(
+        "--on-error",
+        choices=ON_ERROR,
+        help="a failed evaluation: raise (default) stops the run; worst gives the member the "
+        "worst value and counts it in the log's failures",
+    )
+    group.add_argument(
+        "--max-retries",
+        type=int,
+        metavar="N",
+        help=f"evaluations retried after their worker died (default {defaults.max_retries})",
+    )
 
 
 def run_optimize(args: argparse.Namespace) -> int:
@@ -157,10 +229,11 @@ def run_optimize(args: argparse.Namespace) -> int:
         config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
     )
     if parallel.is_main_process():
-        optimal = objectives.get(config.objective).optimal_value(config.dim)
+        optimal = optimal_value(config)
+        known = "" if optimal is None else f" (optimum {optimal:.6g})"
         print(
-            f"{config.objective} d={config.dim} {config.strategy}: best value "
-            f"{result.best_value:.6g} (optimum {optimal:.6g}) after {result.num_generations} "
+            f"{config.objective_label} d={config.dim} {config.strategy}: best value "
+            f"{result.best_value:.6g}{known} after {result.num_generations} "
             f"generations ({result.num_evaluations} evaluations, restarts: "
             f"{result.num_restarts}, stop: {result.stop_reason})"
         )
@@ -338,6 +411,29 @@ def _bounds_pair(text: str) -> tuple[float | None, float | None]:
             f"expected LO,HI: two floats, either empty or inf for no bound, got {text!r}"
         ) from None
     return low, high
+
+
+def _objective_spec(text: str) -> str:
+    """A built-in objective's name or a Python function's spec (checked when loaded)."""
+    if not is_spec(text) and text not in objectives.OBJECTIVES:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (a built-in: {', '.join(sorted(objectives.OBJECTIVES))}; "
+            "or a Python function: path/to/file.py:function or package.module:function)"
+        )
+    return text
+
+
+def _start_point(text: str) -> float | tuple[float, ...] | str:
+    """``--x0``: a float, a comma list of floats, or a .npy file's path (read later)."""
+    if text.endswith(".npy"):
+        return text
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number, a comma list of numbers or a .npy file, got {text!r}"
+        ) from None
+    return values if "," in text else values[0]
 
 
 def _check_resume_flags(args: argparse.Namespace) -> None:
