@@ -54,6 +54,12 @@ def slow_sphere(x):
 
 def talks(x):
     return "a string"
+
+
+def batch_sphere(population):
+    # --vectorized: (population, d) in, (population,) out.
+    assert population.ndim == 2
+    return np.sum(np.asarray(population, dtype=np.float64) ** 2, axis=1)
 """
 
 # snes from (1, 1, 1) on the 3-d sphere: about 1e-5 within 60 generations of 8 members.
@@ -250,6 +256,31 @@ def test_a_dask_cluster_gives_the_serial_run(serial_run, tmp_path):
     expected = result_without_time(serial)
     expected.pop("config")
     assert result == expected
+
+
+def test_a_vectorized_function_gets_the_whole_population(serial_run, tmp_path):
+    objective_file, serial = serial_run
+    argv = ["--generations", "60", "--vectorized"]
+    assert optimize(objective_file, "batch_sphere", tmp_path / "batch", *argv) == 0
+    rows, expected = rows_without_time(tmp_path / "batch"), rows_without_time(serial)
+    assert [row["generation"] for row in rows] == list(range(60))
+    for row, other in zip(rows, expected, strict=True):  # one sum, or math.fsum: rounding
+        assert row["best_value"] == pytest.approx(other["best_value"], rel=1e-6, abs=1e-12)
+    assert result_without_time(tmp_path / "batch")["config"]["vectorized"] is True
+
+
+def test_a_module_function_runs_on_workers(serial_run, tmp_path, monkeypatch):
+    """MODULE:FUNCTION, importable from sys.path, which spawned workers inherit: its first
+    5 generations are those of the serial run of the same function from its file."""
+    objective_file, serial = serial_run
+    (tmp_path / "user_sphere_module.py").write_text(objective_file.read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["optimize", "--objective", "user_sphere_module:sphere", *RUN, "--generations", "5"]
+    argv += ["--workers", "2", "--timeout", "30", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    assert rows_without_time(tmp_path / "run") == rows_without_time(serial)[:5]
+    config = result_without_time(tmp_path / "run")["config"]
+    assert (config["objective"], config["timeout"]) == ("user_sphere_module:sphere", 30.0)
 
 
 def test_without_dask_the_error_names_the_extra(objective_file, tmp_path, monkeypatch, capsys):
