@@ -339,7 +339,7 @@ def test_a_non_number_is_a_clear_error(objective_file, tmp_path, capsys):
         (["--objective", "missing.py:f"], "missing.py:f': there is no file "),
         (
             ["--objective", "objective.py:nope"],
-            "has no 'nope'; the callables it defines are: fragile",
+            "has no 'nope'; the callables it defines are: batch_sphere, fragile",
         ),
         (["--objective", "no_such_module_xyz:f"], "no module named 'no_such_module_xyz'"),
         (["--objective", "nope"], "invalid choice: 'nope' (a built-in: abs_sum"),
