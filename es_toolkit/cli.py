@@ -111,7 +111,8 @@ def add_optimize_command(commands: Any) -> argparse.ArgumentParser:
         metavar="X|X1,X2,...|FILE.npy",
         help="the start: a number for every coordinate, a comma list (write --x0=-1,2 when "
         "it starts with a minus) or a .npy file of a 1-D array (default: a built-in's random "
-        "start; for a Python function, the middle of --bounds, else 0)",
+        "start; for a Python function, the middle of --bounds, else the point of the box "
+        "nearest 0)",
     )
     cmd.add_argument(
         "--strategy",
