@@ -134,12 +134,13 @@ class Optimizer:
     def tell(self, values: Sequence[float] | np.ndarray) -> dict[str, np.ndarray]:
         """Takes the objective's values of the asked points (in their order; NaN or an
         infinity for a failed one, which then ranks last) and moves to the next generation.
-        Returns the generation's metrics."""
+        Returns the generation's metrics (JAX scalars)."""
         if self._asked is None:
             raise RuntimeError("tell() takes the values of the points of ask(): call ask() first.")
         values = _check_values(values, self.num_points)
         members = self._asked[0]
-        fitness = jnp.asarray(self._sign * values, self._fitness_dtype)
+        # A NumPy array of the right dtype goes to the jitted step without a conversion op.
+        fitness = (self._sign * values).astype(self._fitness_dtype)
         self._search, metrics, stop = _tell(
             self._current,
             self._search,
@@ -151,9 +152,10 @@ class Optimizer:
             evaluate_mean=self._evaluate_mean,
         )
         self._asked = None
-        metrics = jax.tree.map(np.asarray, metrics)
-        self._metrics.append(metrics)
-        self._after_generation(int(stop))
+        self._metrics.append(metrics)  # on the device: copied once, by result
+        stop = int(stop)
+        if stop:  # the jitted step checked the limits: only a stop needs more work
+            self._after_generation(stop)
         return metrics
 
     def stop(self) -> bool:
@@ -186,7 +188,8 @@ class Optimizer:
         """The best point told so far (inside any bounds), its value, the evaluations and
         the metrics of the generations told to this object."""
         names = self._metrics[0] if self._metrics else {}
-        metrics = {name: np.stack([m[name] for m in self._metrics]) for name in names}
+        stacked = {name: jnp.stack([m[name] for m in self._metrics]) for name in names}
+        metrics = jax.device_get(stacked)
         return search.result(
             self._search,
             self._stop,
@@ -279,7 +282,7 @@ class Optimizer:
 def _fitness_dtype(x0: PyTree) -> Any:
     """float64 for a float64 ``x0`` (under x64), float32 otherwise."""
     leaves = jax.tree.leaves(x0)
-    return jnp.float64 if any(leaf.dtype == jnp.float64 for leaf in leaves) else jnp.float32
+    return np.float64 if any(leaf.dtype == jnp.float64 for leaf in leaves) else np.float32
 
 
 def _check_values(values: Any, count: int) -> np.ndarray:

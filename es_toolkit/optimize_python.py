@@ -9,6 +9,7 @@ generation's evaluations are ever in flight, so a checkpoint always holds whole 
 import time
 from typing import Any
 
+import jax
 import numpy as np
 
 from es_toolkit._validate import check_bool
@@ -77,7 +78,8 @@ def optimize_python(
             members = list(points)
             outcomes = evaluator.evaluate(f, members, vectorized=vectorized)
             values, failures = _values(outcomes, members, on_error)
-            generation = {**optimizer.tell(values), "failures": np.asarray(failures, np.int32)}
+            told = jax.device_get(optimizer.tell(values))
+            generation = {**told, "failures": np.asarray(failures, np.int32)}
             metrics.append(generation)
             best = float(generation["best_value"])
             evaluations = int(optimizer.checkpoint.num_evaluations) - first_evaluations
