@@ -7,7 +7,6 @@ generation's evaluations are ever in flight, so a checkpoint always holds whole 
 """
 
 import time
-from typing import Any
 
 import jax
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from es_toolkit._validate import check_bool
 from es_toolkit.ask_tell import Optimizer
 from es_toolkit.evaluators import EvaluationError, Failure, make_evaluator
+from es_toolkit.evaluators.outcome import short_repr
 from es_toolkit.progress import Progress
 
 ON_ERROR = ("raise", "worst")
@@ -110,16 +110,9 @@ def _values(outcomes: list, members: list, on_error: str) -> tuple[np.ndarray, i
     for index, outcome in enumerate(outcomes):
         if isinstance(outcome, Failure):
             if on_error == "raise":
-                raise EvaluationError.from_failure(outcome, _describe(members[index]))
+                raise EvaluationError.from_failure(outcome, short_repr(members[index]))
             failures += 1
             values[index] = np.nan
         else:
             values[index] = outcome
     return values, failures
-
-
-def _describe(member: Any) -> str:
-    """A short text of a member for an error message."""
-    if isinstance(member, np.ndarray):
-        return np.array2string(member, threshold=12, precision=6, separator=", ")
-    return repr(member)[:500]
