@@ -25,13 +25,8 @@ from es_toolkit.gym import RolloutError
 from es_toolkit.gym.record import check_recording, record_episode
 from es_toolkit.objective_loading import is_spec
 from es_toolkit.optimize import BOUND_HANDLINGS
-from es_toolkit.optimize_run import (
-    ON_ERROR,
-    OptimizeConfig,
-    optimal_value,
-    read_optimization,
-    run_optimization,
-)
+from es_toolkit.optimize_config import ON_ERROR, OptimizeConfig, optimal_value
+from es_toolkit.optimize_run import read_optimization, run_optimization
 from es_toolkit.run_folder import RunFolderError
 from es_toolkit.training import (
     BACKENDS,

@@ -14,7 +14,6 @@ import numpy as np
 from es_toolkit._validate import check_bool
 from es_toolkit.ask_tell import Optimizer
 from es_toolkit.evaluators import EvaluationError, Failure, make_evaluator
-from es_toolkit.evaluators.outcome import short_repr
 from es_toolkit.progress import Progress
 
 ON_ERROR = ("raise", "worst")
@@ -110,7 +109,7 @@ def _values(outcomes: list, members: list, on_error: str) -> tuple[np.ndarray, i
     for index, outcome in enumerate(outcomes):
         if isinstance(outcome, Failure):
             if on_error == "raise":
-                raise EvaluationError.from_failure(outcome, short_repr(members[index]))
+                raise EvaluationError.from_failure(outcome, members[index])
             failures += 1
             values[index] = np.nan
         else:

@@ -1,338 +1,36 @@
 """An optimization into a run folder, as ``train`` does for policies: a JSONL log per
-generation, a checkpoint after every block (``--resume`` continues it exactly, restarts
-included), a PNG curve and ``result.json``.
+generation, a checkpoint after every block (every generation for a Python objective;
+``--resume`` continues it exactly, restarts included), a PNG curve and ``result.json``.
 
-The objective is a built-in test function (``es_toolkit.objectives``), run jitted in JAX,
-or a user's Python function named ``"path/to/file.py:function"`` or
-``"package.module:function"`` (``es_toolkit.objective_loading``), called with NumPy arrays
-in this process, on ``workers`` local processes or on a Dask cluster, with a checkpoint
-after every generation.
+A built-in objective runs jitted; a Python function runs in this process, on ``workers``
+local processes or on a Dask cluster (see ``optimize_config``).
 """
 
 import contextlib
 import dataclasses
-import math
-import numbers
-import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from es_toolkit import _run_config as run_config
 from es_toolkit import objective_loading, objectives, parallel
-from es_toolkit import restarts as restarts_lib
-from es_toolkit import strategies as strategies_lib
 from es_toolkit._run_config import ConfigError
-from es_toolkit.optimize import BOUND_HANDLINGS, OptimizeResult, minimize, resume_template
+from es_toolkit.evaluators import EvaluationError
+from es_toolkit.optimize import OptimizeResult, minimize, resume_template
+from es_toolkit.optimize_config import (
+    RESUMABLE_FIELDS,
+    OptimizeConfig,
+    build_strategy,
+    optimal_value,
+)
+from es_toolkit.optimize_start import initial_point
 from es_toolkit.report import metrics_rows
 from es_toolkit.run_folder import RunClock, RunFolder
 
-# Fields a resumed optimization may change: they do not alter the generations run (raising
-# num_generations or max_evaluations extends the run). Where a Python objective runs
-# (workers, a Dask cluster) does not change its values; its timeout may, so it stays.
-RESUMABLE_FIELDS = ("num_generations", "max_evaluations", "devices", "workers", "dask_scheduler")
-ON_ERROR = ("raise", "worst")
-DEFAULT_DIM = 10
-# The settings of a Python objective's evaluation, and their values when it has none.
-PYTHON_ONLY = {
-    "vectorized": False,
-    "workers": None,
-    "dask_scheduler": None,
-    "timeout": None,
-    "on_error": "raise",
-    "max_retries": 3,
-}
-_SCHEDULER = re.compile(r"(?:tcp://)?(?P<host>[^\s:/]+):(?P<port>\d+)")
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizeConfig:
-    # A built-in test function (es_toolkit.objectives, run jitted), or a Python function:
-    # "path/to/file.py:function" (kept as an absolute path) or "package.module:function".
-    objective: str = "rastrigin"
-    # None: x0's length when x0 is a list or a .npy file (a dim given must equal it), else 10.
-    dim: int | None = None
-    strategy: str = "open_es"
-    population_size: int = 64
-    num_generations: int = 1000
-    seed: int = 0
-    # None: for a built-in, 5% of its domain width; for a Python objective, 0.25 (high - low)
-    # when bounds are finite on both sides, else 1.0.
-    sigma: float | None = None
-    chunk_size: int | None = None  # None: as many members as the memory budget allows
-    target: float | None = None  # stop once the best value is at most this
-    devices: int | None = None  # shard the population over this many devices
-    # (low, high) for every coordinate; None on a side: unbounded there. f is evaluated
-    # only inside the box, and the start is drawn in it.
-    bounds: tuple[float | None, float | None] | None = None
-    bound_handling: str = "transform"  # or "penalty": see es_toolkit.bounds
-    # Evaluations of the objective over all runs (members, and the mean every generation).
-    max_evaluations: int | None = None
-    # "ipop" or "bipop" (es_toolkit.restarts): when the strategy stops on its own
-    # criteria, start again from the same point with a larger (or, BIPOP, smaller)
-    # population, until the budgets or the target.
-    restarts: str | None = None
-    # The start: None, a float (every coordinate), a list of floats, or the path of a .npy
-    # file holding a 1-D array (kept as an absolute path). None: a built-in's random start
-    # in its domain; for a Python objective, the middle of the bounds when both sides are
-    # finite, else the point of the box nearest to 0.
-    x0: float | tuple[float, ...] | str | None = None
-    # The rest is for a Python objective only (a built-in runs jitted, in JAX):
-    vectorized: bool = False  # the function takes (population, dim), returns (population,)
-    workers: int | None = None  # evaluate on this many local worker processes
-    dask_scheduler: str | None = None  # or on the Dask cluster at "HOST:PORT"
-    timeout: float | None = None  # seconds one evaluation may take before it fails
-    on_error: str = "raise"  # a failed evaluation: "raise" stops, "worst" scores it worst
-    max_retries: int = 3  # evaluations retried after their worker died
-
-    def __post_init__(self):
-        _check_objective(self)
-        _check_x0_and_dim(self)
-        _check_python_settings(self)
-        run_config.require_choice("strategy", self.strategy, strategies_lib.STRATEGIES)
-        for name, minimum in (("dim", 1), ("population_size", 2), ("num_generations", 1)):
-            run_config.require_int(name, getattr(self, name), minimum)
-        run_config.require_int("seed", self.seed, 0)
-        run_config.require_int("chunk_size", self.chunk_size, 1, optional=True)
-        run_config.require_int("devices", self.devices, 1, optional=True)
-        run_config.require_positive("sigma", self.sigma, optional=True)
-        run_config.require_finite("target", self.target, optional=True)
-        object.__setattr__(self, "bounds", _check_bounds(self.bounds))
-        run_config.require_choice("bound_handling", self.bound_handling, BOUND_HANDLINGS)
-        run_config.require_int("max_evaluations", self.max_evaluations, 1, optional=True)
-        if self.restarts is not None:
-            run_config.require_choice("restarts", self.restarts, restarts_lib.KINDS)
-        try:
-            strategy = build_strategy(self)
-        except (TypeError, ValueError) as error:
-            field = run_config.field_named_in(str(error), OptimizeConfig)
-            raise ConfigError(field, str(error)) from None
-        if self.restarts == "bipop" and not _has_step_size(strategy, self.dim):
-            raise ConfigError(
-                "restarts",
-                f"restarts='bipop' draws the initial step size of each small run, and "
-                f"{self.strategy} keeps none in its state: use restarts='ipop'.",
-            )
-
-    @property
-    def is_python(self) -> bool:
-        """Whether the objective is a user's Python function (not a built-in)."""
-        return objective_loading.is_spec(self.objective)
-
-    @property
-    def objective_label(self) -> str:
-        """A short name of the objective: the built-in's, or ``file_stem.function``."""
-        if not self.is_python:
-            return self.objective
-        objective = objective_loading.parse_spec(self.objective)
-        where = Path(objective.module).stem if objective.is_file else objective.module
-        return f"{where}.{objective.name}"
-
-    def initial_sigma(self) -> float:
-        if self.sigma is not None:
-            return self.sigma
-        if not self.is_python:
-            low, high = objectives.get(self.objective).bounds
-            return 0.05 * (high - low)
-        low, high = self.bounds or (None, None)
-        return 1.0 if low is None or high is None else 0.25 * (high - low)
-
-    def default_out(self) -> Path:
-        return Path("runs") / (
-            f"optimize-{self.objective_label}-d{self.dim}-{self.strategy}-seed{self.seed}"
-        )
-
-
-def _check_objective(config: OptimizeConfig) -> None:
-    """A built-in's name, or a spec whose file path is made absolute."""
-    objective = config.objective
-    if isinstance(objective, str) and objective_loading.is_spec(objective):
-        try:
-            spec = objective_loading.parse_spec(objective).spec
-        except ValueError as error:
-            raise ConfigError("objective", str(error)) from None
-        object.__setattr__(config, "objective", spec)
-    elif objective not in objectives.OBJECTIVES:
-        raise ConfigError(
-            "objective",
-            f"objective must be a built-in ({', '.join(sorted(objectives.OBJECTIVES))}) or "
-            f"a Python function as {objective_loading.FORMS}, got {objective!r}.",
-        )
-
-
-def _check_x0_and_dim(config: OptimizeConfig) -> None:
-    """``x0`` as None, a float, a tuple of floats or an absolute .npy path, and ``dim``
-    resolved from it (a vector's length) or to the default."""
-    x0, length = config.x0, None
-    if isinstance(x0, np.ndarray | list | tuple):
-        x0 = tuple(float(value) for value in _start_vector(x0, "x0"))
-        length = len(x0)
-    elif isinstance(x0, str | os.PathLike):
-        x0 = os.path.abspath(x0)
-        length = len(_start_vector(_read_npy(x0), f"x0 ({x0})"))
-    elif x0 is not None:
-        run_config.require_finite("x0", x0)
-        x0 = float(x0)
-    object.__setattr__(config, "x0", x0)
-    if config.dim is not None:
-        run_config.require_int("dim", config.dim, 1)
-    if length is None:
-        object.__setattr__(config, "dim", DEFAULT_DIM if config.dim is None else config.dim)
-    elif config.dim is None:
-        object.__setattr__(config, "dim", length)
-    elif config.dim != length:
-        raise ConfigError(
-            "dim",
-            f"dim is {config.dim} but x0 has {length} coordinates; leave dim out to take it "
-            "from x0.",
-        )
-
-
-def _start_vector(values: Any, name: str) -> np.ndarray:
-    """``values`` as a 1-D float64 array of finite numbers, or a ConfigError naming x0."""
-    expected = f"{name} must be a float, a non-empty 1-D list of finite floats or a .npy file"
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError):
-        raise ConfigError("x0", f"{expected}, got {values!r}.") from None
-    if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iuf":
-        raise ConfigError(
-            "x0", f"{expected}, got an array of shape {array.shape} and dtype {array.dtype}."
-        )
-    if not np.all(np.isfinite(array)):
-        raise ConfigError("x0", f"{expected}; it holds NaN or infinity.")
-    return array.astype(np.float64)
-
-
-def _read_npy(path: str) -> np.ndarray:
-    if not path.endswith(".npy"):
-        raise ConfigError("x0", f"x0 as a path must name a .npy file, got {path}.")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ConfigError("x0", f"cannot read x0 from {path}: {error}") from None
-
-
-def initial_vector(config: OptimizeConfig) -> np.ndarray | None:
-    """``config.x0`` as a float64 vector of ``dim`` coordinates (None when not given)."""
-    if config.x0 is None:
-        return None
-    if isinstance(config.x0, float):
-        return np.full(config.dim, config.x0)
-    if isinstance(config.x0, str):
-        return np.asarray(np.load(config.x0, allow_pickle=False), dtype=np.float64)
-    return np.asarray(config.x0, dtype=np.float64)
-
-
-def _check_python_settings(config: OptimizeConfig) -> None:
-    if not config.is_python:
-        for name, default in PYTHON_ONLY.items():
-            if getattr(config, name) != default:
-                raise ConfigError(
-                    name,
-                    f"{name} is for a Python function given as objective "
-                    f"{objective_loading.FORMS}; the built-in {config.objective!r} runs "
-                    f"jitted in JAX: leave {name} out.",
-                )
-        return
-    run_config.require_bool("vectorized", config.vectorized)
-    run_config.require_int("workers", config.workers, 1, optional=True)
-    run_config.require_positive("timeout", config.timeout, optional=True)
-    run_config.require_choice("on_error", config.on_error, ON_ERROR)
-    run_config.require_int("max_retries", config.max_retries, 0)
-    if config.dask_scheduler is not None:
-        match = isinstance(config.dask_scheduler, str) and _SCHEDULER.fullmatch(
-            config.dask_scheduler
-        )
-        if not match or not 0 < int(match["port"]) < 65536:
-            raise ConfigError(
-                "dask_scheduler",
-                "dask_scheduler must be HOST:PORT or tcp://HOST:PORT (a port from 1 to "
-                f"65535), got {config.dask_scheduler!r}.",
-            )
-        if config.workers is not None:
-            raise ConfigError(
-                "workers",
-                "workers starts local worker processes and dask_scheduler sends the "
-                "evaluations to a Dask cluster: give one.",
-            )
-    if config.devices is not None:
-        raise ConfigError(
-            "devices",
-            "devices shards a jitted built-in objective over devices; a Python function "
-            "runs on workers or dask_scheduler: leave devices out.",
-        )
-
-
-def _has_step_size(strategy: strategies_lib.EvolutionStrategy, dim: int) -> bool:
-    """Whether the strategy's state holds ``sigma`` (BIPOP scales it); shapes only."""
-    state = jax.eval_shape(strategy.init, jax.ShapeDtypeStruct((dim,), jnp.float32))
-    return hasattr(state, "sigma")
-
-
-def _check_bounds(bounds: object) -> tuple[float | None, float | None] | None:
-    """``bounds`` as a ``(low, high)`` tuple with an infinite side as None (JSON has no
-    infinity), None when both sides are; raises a ConfigError naming ``bounds``."""
-    if bounds is None:
-        return None
-    expected = "bounds must be (low, high): two floats, None or an infinity for no bound"
-    if not (isinstance(bounds, tuple | list) and len(bounds) == 2):
-        raise ConfigError("bounds", f"{expected}, got {bounds!r}.")
-    for side in bounds:
-        is_real = isinstance(side, numbers.Real) and not isinstance(side, bool)
-        if side is not None and not (is_real and not math.isnan(side)):
-            raise ConfigError("bounds", f"{expected}, got {bounds!r}.")
-    low = -math.inf if bounds[0] is None else float(bounds[0])
-    high = math.inf if bounds[1] is None else float(bounds[1])
-    if not low < high:
-        raise ConfigError("bounds", f"bounds must have low < high, got low {low} >= high {high}.")
-    if math.isinf(low) and math.isinf(high):
-        return None
-    return (None if math.isinf(low) else low, None if math.isinf(high) else high)
-
-
-def initial_point(config: OptimizeConfig, key: jax.Array) -> jax.Array:
-    """The start: ``config.x0`` when given. Else, for a built-in, uniform on its domain,
-    mapped affinely onto the part of it inside ``config.bounds`` (onto the nearest bound
-    when the box misses the domain); for a Python objective, the middle of the bounds when
-    both sides are finite, else the point of the box nearest to 0."""
-    given = initial_vector(config)
-    if given is not None:
-        return jnp.asarray(given, jnp.float32)
-    if config.is_python:
-        return jnp.asarray(python_start(config.bounds, config.dim), jnp.float32)
-    objective = objectives.get(config.objective)
-    x0 = objective.init(key, config.dim)
-    if config.bounds is None:
-        return x0
-    low, high = objective.bounds
-    lo = -math.inf if config.bounds[0] is None else config.bounds[0]
-    hi = math.inf if config.bounds[1] is None else config.bounds[1]
-    start, stop = min(max(low, lo), hi), min(max(high, lo), hi)
-    if (start, stop) == (low, high):
-        return x0
-    # The clip keeps rounding from stepping past the box.
-    return jnp.clip(start + (stop - start) * (x0 - low) / (high - low), start, stop)
-
-
-def python_start(bounds: tuple[float | None, float | None] | None, dim: int) -> np.ndarray:
-    """The default start of a Python objective in ``bounds`` (see :func:`initial_point`)."""
-    low, high = bounds or (None, None)
-    if low is not None and high is not None:
-        return np.full(dim, low + (high - low) / 2)
-    nearest = max(0.0, low) if low is not None else min(0.0, high) if high is not None else 0.0
-    return np.full(dim, nearest)
-
-
-def build_strategy(config: OptimizeConfig) -> strategies_lib.EvolutionStrategy:
-    factory = strategies_lib.get_strategy(config.strategy)
-    options = {} if config.chunk_size is None else {"chunk_size": config.chunk_size}
-    return factory(config.population_size, sigma=config.initial_sigma(), **options)
+FAILED_MEMBER_NAME = "failed_member.npy"  # the x of the member a run stopped on
 
 
 def read_optimization(out: str | Path) -> OptimizeConfig:
@@ -405,24 +103,40 @@ def run_optimization(
             }
             folder.save_checkpoint(checkpoint, saved)
 
-        result = minimize(
-            f,
-            x0,
-            strategy=strategy,
-            num_generations=config.num_generations,
-            key=jax.random.fold_in(key, 1),
-            target=config.target,
-            callback=record,
-            progress=progress and parallel.is_main_process(),
-            start=start,
-            bounds=config.bounds,
-            bound_handling=config.bound_handling,
-            max_evaluations=config.max_evaluations,
-            restarts=config.restarts,
-            **evaluation,
-        )
+        try:
+            result = minimize(
+                f,
+                x0,
+                strategy=strategy,
+                num_generations=config.num_generations,
+                key=jax.random.fold_in(key, 1),
+                target=config.target,
+                callback=record,
+                progress=progress and parallel.is_main_process(),
+                start=start,
+                bounds=config.bounds,
+                bound_handling=config.bound_handling,
+                max_evaluations=config.max_evaluations,
+                restarts=config.restarts,
+                **evaluation,
+            )
+        except EvaluationError as error:
+            raise _with_saved_member(error, folder) from error
         _write_summary(folder, config, result, clock.elapsed())
     return result
+
+
+def _with_saved_member(error: EvaluationError, folder: RunFolder) -> EvaluationError:
+    """``error`` with the failed member's whole ``x`` saved in the run folder (its message
+    shows only a summary), and how to continue once the objective is fixed."""
+    path = folder.path / FAILED_MEMBER_NAME
+    np.save(path, np.asarray(error.x))
+    return EvaluationError(
+        f"{error}\nIts x is saved to {path}. The checkpoint holds every generation before "
+        f"this one: fix the objective and continue with --resume --out {folder.path}.",
+        error.failure,
+        error.x,
+    )
 
 
 @contextlib.contextmanager
@@ -476,14 +190,6 @@ def _check_budget_left(config: OptimizeConfig, metadata: dict[str, Any], where: 
             f"max_evaluations must be at least {done}, the evaluations the run in {where} has "
             f"done, got {config.max_evaluations}.",
         )
-
-
-def optimal_value(config: OptimizeConfig) -> float | None:
-    """The objective's least value in ``config.dim`` dimensions (None when unknown, as for
-    a Python objective)."""
-    if config.is_python:
-        return None
-    return objectives.get(config.objective).optimal_value(config.dim)
 
 
 def _write_summary(folder, config, result, wall: float) -> None:

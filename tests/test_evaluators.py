@@ -387,14 +387,15 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path):
 def test_evaluation_error_names_the_member_its_x_and_the_traceback():
     members = [np.array([-2.0, 1.0])]
     (failure,) = make_evaluator().evaluate(objectives.fails_below_zero, members)
-    error = EvaluationError.from_failure(failure, "array([-2., 1.])")
+    error = EvaluationError.from_failure(failure, members[0])
     assert error.failure == failure
+    assert error.x is members[0]
     text = str(error)
     assert "member 0 (x: array([-2., 1.]))" in text
     assert "ValueError: negative first coordinate -2.000" in text
     assert "in _check_sign" in text
-    timeout = EvaluationError.from_failure(Failure(3, "timeout", "took long"), "saved to f.npy")
-    assert "member 3 (x: saved to f.npy)" in str(timeout)
+    timeout = EvaluationError.from_failure(Failure(3, "timeout", "took long"), np.arange(100.0))
+    assert "member 3 (x: array([ 0., 1., 2., ..., 97., 98., 99.], shape=(100,)))" in str(timeout)
 
 
 @pytest.mark.parametrize(

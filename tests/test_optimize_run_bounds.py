@@ -10,7 +10,9 @@ import pytest
 
 from es_toolkit import objectives
 from es_toolkit._run_config import ConfigError
-from es_toolkit.optimize_run import OptimizeConfig, initial_point, run_optimization
+from es_toolkit.optimize_config import OptimizeConfig
+from es_toolkit.optimize_run import run_optimization
+from es_toolkit.optimize_start import initial_point
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ import pytest
 
 from es_toolkit._run_config import ConfigError
 from es_toolkit.cli import main
-from es_toolkit.optimize_run import OptimizeConfig, initial_point, python_start
+from es_toolkit.optimize_config import OptimizeConfig
+from es_toolkit.optimize_start import initial_point, python_start
 from es_toolkit.report import read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -319,9 +320,14 @@ def test_raise_stops_with_the_member_and_the_error(objective_file, tmp_path, cap
     err = capsys.readouterr().err
     first = err.splitlines()[0]
     assert first.startswith("es-toolkit optimize: error: the objective raised on member ")
-    assert "(x: [" in first
+    assert "(x: array([" in first
     assert "ValueError: too far right: x[0] = " in err
     assert 'objective.py", line ' in err  # the objective's own traceback
+    saved = np.load(tmp_path / "raise" / "failed_member.npy")
+    assert saved.shape == (3,)
+    assert saved[0] > 0.5  # where fragile raises
+    assert f"Its x is saved to {tmp_path / 'raise' / 'failed_member.npy'}" in err
+    assert "--resume --out" in err
 
 
 def test_a_non_number_is_a_clear_error(objective_file, tmp_path, capsys):

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from es_toolkit._run_config import ConfigError
-from es_toolkit.optimize_run import OptimizeConfig, read_optimization, run_optimization
+from es_toolkit.optimize_config import OptimizeConfig
+from es_toolkit.optimize_run import read_optimization, run_optimization
 from es_toolkit.report import read_jsonl
 from es_toolkit.run_folder import RunFolder
 

@@ -34,33 +34,34 @@ class Failure(NamedTuple):
 
 
 class EvaluationError(RuntimeError):
-    """The objective failed on a member (raised by callers that stop on a failure)."""
+    """The objective failed on a member (raised by callers that stop on a failure);
+    ``x`` holds the member's parameters when known."""
 
-    def __init__(self, message: str, failure: Failure | None = None):
+    def __init__(self, message: str, failure: Failure | None = None, x: Any = None):
         super().__init__(message)
         self.failure = failure
+        self.x = x
 
     @classmethod
-    def from_failure(cls, failure: Failure, x_description: str) -> "EvaluationError":
-        """The error for ``failure``, naming the member's index and its ``x``.
+    def from_failure(cls, failure: Failure, x: Any) -> "EvaluationError":
+        """The error for ``failure``, naming the member's index and (shortened) its ``x``.
 
         Args:
             failure: the member's ``Failure``.
-            x_description: the member's parameters as a short text, e.g.
-                ``short_repr(x)`` or ``"saved to PATH"``.
+            x: the member's parameters (kept whole as the error's ``x``).
 
         Returns:
             An ``EvaluationError`` whose message holds the index, ``x`` and the
             traceback (or what was returned, or the limit).
         """
-        where = f"member {failure.index} (x: {x_description})"
+        where = f"member {failure.index} (x: {short_repr(x)})"
         if failure.kind == "error":
             message = f"the objective raised on {where}:\n{failure.message.rstrip()}"
         elif failure.kind == "timeout":
             message = f"the objective did not finish on {where}: {failure.message}"
         else:
             message = f"the objective returned a non-number on {where}: {failure.message}"
-        return cls(message, failure)
+        return cls(message, failure, x)
 
 
 class WorkerLostError(RuntimeError):
