@@ -310,3 +310,42 @@ def test_cma_quick_times_every_side_and_runs_the_large_scale_part(tmp_path):
             assert library["final"] < library["curve"][0][1]
     assert "## CMA-ES family: speed and large scale" in proc.stdout
     assert "| LM-MA-ES | ours |" in proc.stdout
+
+
+def test_python_objectives_quick_measures_every_part_and_writes_only_where_told(tmp_path):
+    """bench_python_objectives --quick: ours (and pycma where installed) timed at d = 10,
+    population 10; every parallel case runs its generations, none faster than its
+    workers could sleep through 20 ms per evaluation; the section goes to --output only
+    (docs/ untouched) and --from-json rebuilds the same section."""
+    docs = [ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "results" / "python_objectives.json"]
+    before = [path.stat().st_mtime_ns if path.exists() else None for path in docs]
+    saved, doc = tmp_path / "python_objectives.json", tmp_path / "benchmarks.md"
+    script = "scripts/bench_python_objectives.py"
+    proc = run_script(script, "--quick", "--json", str(saved), "--output", str(doc))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(saved.read_text())
+    (row,) = results["overhead"]
+    expected = ["cma_es", "snes"] + (["pycma"] if importlib.util.find_spec("cma") else [])
+    assert (row["d"], row["population"], sorted(row["sides"])) == (10, 10, sorted(expected))
+    for side in row["sides"].values():
+        assert len(side["block_ms"]) == 2
+        assert side["ms_per_generation"] > 0
+    parallel = results["parallel"]
+    kinds = {(run["objective"], run["evaluator"]) for run in parallel["runs"]}
+    expected_runs = {("sleep", "workers"), ("cpu", "workers")}
+    if importlib.util.find_spec("distributed"):
+        expected_runs |= {("sleep", "dask_executor"), ("sleep", "dask")}
+    assert kinds == expected_runs
+    for run in parallel["runs"]:
+        assert len(run["generation_s"]) == run["generations"] - 1
+        if run["objective"] == "sleep":  # each worker sleeps 20 ms per evaluation
+            assert run["evaluations_per_s"] <= run["workers"] / 0.02
+    section = doc.read_text()
+    assert "## Plain Python objectives: ask/tell overhead and parallel evaluation" in section
+    assert "| 10 | 10 | `snes` |" in section
+    assert "| sleep 20 ms | `workers=2` |" in section
+    assert [path.stat().st_mtime_ns if path.exists() else None for path in docs] == before
+    rebuilt = tmp_path / "rebuilt.md"
+    proc = run_script(script, "--from-json", str(saved), "--output", str(rebuilt))
+    assert proc.returncode == 0, proc.stderr
+    assert rebuilt.read_text() == section
