@@ -120,7 +120,7 @@ class Optimizer:
                 "limits in a new Optimizer started from .checkpoint."
             )
         if self._asked is None:
-            members, points = _ask(
+            self._asked = _ask(
                 self._current,
                 self._limits,
                 self._search.generation,
@@ -128,8 +128,7 @@ class Optimizer:
                 bound_handling=self._bound_handling,
                 evaluate_mean=self._evaluate_mean,
             )
-            self._asked = members, jax.tree.map(np.asarray, points)
-        return _as_points(self._asked[1], self._x0)
+        return _as_points(jax.tree.map(np.asarray, self._asked[1]), self._x0)
 
     def tell(self, values: Sequence[float] | np.ndarray) -> dict[str, np.ndarray]:
         """Takes the objective's values of the asked points (in their order; NaN or an
@@ -141,7 +140,7 @@ class Optimizer:
         members = self._asked[0]
         # A NumPy array of the right dtype goes to the jitted step without a conversion op.
         fitness = (self._sign * values).astype(self._fitness_dtype)
-        self._search, metrics, stop = _tell(
+        self._search, metrics, stop, following = _tell(
             self._current,
             self._search,
             fitness,
@@ -151,10 +150,13 @@ class Optimizer:
             bound_handling=self._bound_handling,
             evaluate_mean=self._evaluate_mean,
         )
-        self._asked = None
+        # The next generation's points come from the same compiled call (one dispatch a
+        # generation); a stop, or the restart it leads to, discards them.
+        self._asked = following
         self._metrics.append(metrics)  # on the device: copied once, by result
         stop = int(stop)
         if stop:  # the jitted step checked the limits: only a stop needs more work
+            self._asked = None
             self._after_generation(stop)
         return metrics
 
@@ -306,8 +308,7 @@ def _as_points(points: PyTree, x0: PyTree) -> np.ndarray | list[PyTree]:
     return [jax.tree.map(lambda leaf, i=i: leaf[i], points) for i in range(count)]
 
 
-@functools.partial(jax.jit, static_argnames=("strategy", "bound_handling", "evaluate_mean"))
-def _ask(strategy, limits, generation, state, *, bound_handling, evaluate_mean):
+def _members_and_points(strategy, limits, generation, state, bound_handling, evaluate_mean):
     """The run's members of this generation (and the mean), and where to evaluate them."""
     key = jax.random.fold_in(limits.key, generation - limits.first_generation)
     members = strategy.ask(key, state)
@@ -317,9 +318,15 @@ def _ask(strategy, limits, generation, state, *, bound_handling, evaluate_mean):
     return members, points(members)
 
 
+@functools.partial(jax.jit, static_argnames=("strategy", "bound_handling", "evaluate_mean"))
+def _ask(strategy, limits, generation, state, *, bound_handling, evaluate_mean):
+    return _members_and_points(strategy, limits, generation, state, bound_handling, evaluate_mean)
+
+
 @functools.partial(jax.jit, static_argnames=("strategy", "sign", "bound_handling", "evaluate_mean"))
 def _tell(strategy, found, fitness, members, limits, *, sign, bound_handling, evaluate_mean):
-    """One generation's update from the told fitness (``sign`` times the values)."""
+    """One generation's update from the told fitness (``sign`` times the values), and the
+    next generation's members and points."""
     n = strategy.population_size
     key = jax.random.fold_in(limits.key, found.generation - limits.first_generation)
     penalty = jax.vmap(functools.partial(search.penalty, bound_handling, limits.box))(members)
@@ -336,14 +343,12 @@ def _tell(strategy, found, fitness, members, limits, *, sign, bound_handling, ev
     done = found.generation + 1
     stop = search.stop_code(strategy, state, best_fitness, done, limits)
     evaluations = found.num_evaluations + fitness.shape[0]
-    return (
-        found._replace(
-            state=state,
-            best_params=best_params,
-            best_fitness=best_fitness,
-            generation=done,
-            num_evaluations=evaluations,
-        ),
-        metrics,
-        stop,
+    found = found._replace(
+        state=state,
+        best_params=best_params,
+        best_fitness=best_fitness,
+        generation=done,
+        num_evaluations=evaluations,
     )
+    following = _members_and_points(strategy, limits, done, state, bound_handling, evaluate_mean)
+    return found, metrics, stop, following
