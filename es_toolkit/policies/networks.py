@@ -140,8 +140,9 @@ def mlp_policy(
             in tanh's linear range (OpenAI ES uses 0.01).
 
     Returns:
-        A ``Policy`` whose params are a tuple of ``{"w": (fan_in, fan_out), "b":
-        (fan_out,)}`` dicts, one per layer, biases initialized to zero.
+        A ``Policy`` whose params are a tuple of
+        ``{"w": (fan_in, fan_out), "b": (fan_out,)}`` dicts, one per layer, biases
+        initialized to zero.
     """
     obs_shape = spaces.observation_shape(observation_space)
     head = spaces.action_head(action_space)

@@ -196,12 +196,13 @@ def cma_es(
             identity).
         chunk_size: members whose noise ``tell`` holds at once; ``None``: as many as fit
             ``sampling.DEFAULT_MEMORY_BUDGET`` (256 MiB) of noise, all when they fit.
-        tolfun, tolfunhist, tolx, tolstagnation, tolconditioncov, noeffectaxis,
-            noeffectcoord, tolflatfitness, tolupsigma: pycma's termination criteria and
-            defaults (see :mod:`~es_toolkit.strategies.termination`), which ``stop``
-            applies after every generation; ``None`` (``False`` for the ``noeffect``
-            flags) switches one off. ``tolstagnation="default"`` is
+        tolfun, tolfunhist, tolx, tolstagnation, tolconditioncov: pycma's termination
+            criteria and defaults (see :mod:`~es_toolkit.strategies.termination`), which
+            ``stop`` applies after every generation; ``None`` (``False`` for the
+            ``noeffect`` flags) switches one off. ``tolstagnation="default"`` is
             ``int(100 + 100 d**1.5 / population_size)`` generations.
+        noeffectaxis, noeffectcoord, tolflatfitness, tolupsigma: more of pycma's
+            termination criteria, as above.
 
     Returns:
         An :class:`~es_toolkit.strategies.EvolutionStrategy` with :class:`CMAESState`.

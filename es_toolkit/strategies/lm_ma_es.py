@@ -124,8 +124,8 @@ def lm_ma_es(
             :func:`default_num_vectors` of the number of parameters.
         chunk_size: members whose noise ``tell`` holds at once; ``None``: as many as fit
             ``sampling.DEFAULT_MEMORY_BUDGET`` (256 MiB) of noise, all when they fit.
-        tolfun, tolfunhist, tolx, tolstagnation, noeffectcoord, tolflatfitness,
-            tolupsigma: pycma's termination criteria and defaults (see
+        tolfun, tolfunhist, tolx, tolstagnation, noeffectcoord, tolflatfitness, tolupsigma:
+            pycma's termination criteria and defaults (see
             :mod:`~es_toolkit.strategies.termination`), which ``stop`` applies after
             every generation; ``None`` (``False`` for ``noeffectcoord``) switches one off.
             The covariance :math:`\\sigma^2 T T^\\top` (:math:`T` the product of the

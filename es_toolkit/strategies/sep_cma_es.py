@@ -130,13 +130,14 @@ def sep_cma_es(
         sigma: the initial step size :math:`\\sigma` (the diagonal starts at ones).
         chunk_size: members whose noise ``tell`` holds at once; ``None``: as many as fit
             ``sampling.DEFAULT_MEMORY_BUDGET`` (256 MiB) of noise, all when they fit.
-        tolfun, tolfunhist, tolx, tolstagnation, tolconditioncov, noeffectaxis,
-            noeffectcoord, tolflatfitness, tolupsigma: pycma's termination criteria and
-            defaults (see :mod:`~es_toolkit.strategies.termination`), which ``stop``
-            applies after every generation; ``None`` (``False`` for the ``noeffect``
-            flags) switches one off. With a diagonal :math:`C` the coordinate standard
-            deviations are :math:`\\sqrt c`, the principal axes the coordinate axes,
-            and the condition number :math:`\\max c / \\min c`.
+        tolfun, tolfunhist, tolx, tolstagnation, tolconditioncov: pycma's termination
+            criteria and defaults (see :mod:`~es_toolkit.strategies.termination`), which
+            ``stop`` applies after every generation; ``None`` (``False`` for the
+            ``noeffect`` flags) switches one off. With a diagonal :math:`C` the coordinate
+            standard deviations are :math:`\\sqrt c`, the principal axes the coordinate
+            axes, and the condition number :math:`\\max c / \\min c`.
+        noeffectaxis, noeffectcoord, tolflatfitness, tolupsigma: more of pycma's
+            termination criteria, as above.
 
     Returns:
         An :class:`~es_toolkit.strategies.EvolutionStrategy` with :class:`SepCMAESState`.
