@@ -63,6 +63,7 @@ import sys
 import time
 
 import _bench
+import _plots
 
 THREAD_ENV = {name: os.environ[name] for name in ("OPENBLAS_NUM_THREADS", "XLA_FLAGS")}
 
@@ -75,6 +76,7 @@ INSTALL_COMMAND = (
 VERSIONS_OF = ("jax", "jaxlib", "evosax", "cma", "numpy")
 DEFAULT_JSON = _bench.ROOT / "docs" / "results" / "cma.json"
 IMAGE = _bench.ROOT / "docs" / "images" / "cma_large_scale.png"
+SPEED_IMAGE = "cma_speed.png"  # in images/ next to the Markdown file
 
 SIDES = ("ours", "ours_scan", "evosax", "pycma")
 SIDE_LABELS = {
@@ -84,6 +86,12 @@ SIDE_LABELS = {
     "pycma": "pycma",
 }
 JAX_SIDES = ("ours", "ours_scan", "evosax")
+SIDE_COLORS = {
+    "ours": _plots.OURS,
+    "ours_scan": _plots.OURS_VARIANT,
+    "evosax": _plots.EVOSAX,
+    "pycma": _plots.PYCMA,
+}
 CONDITION = 1e6  # of both ellipsoids
 SIGMA0 = 1.0
 SPEED_DIMS = (10, 20, 100, 1000)
@@ -766,6 +774,25 @@ def plot_large(rows, path):
     plt.close(figure)
 
 
+def plot_speed(rows, path):
+    """Microseconds of CPU time per generation of every side at each d of ``rows`` (the
+    measured float32 rows), log scale."""
+    plt = _plots.pyplot()
+    series = [
+        (SIDE_LABELS[side].replace("`", ""), SIDE_COLORS[side], [us(row, side) for row in rows])
+        for side in SIDES
+        if any(us(row, side) for row in rows)
+    ]
+    groups = [f"d = {row['d']:,}\npopulation {row['population_size']}" for row in rows]
+    figure, axes = plt.subplots(figsize=(8, 4.2))
+    _plots.grouped_bars(axes, groups, series)
+    _plots.plain_log_scale(axes)
+    axes.set_ylabel("µs of CPU time per generation")
+    axes.set_title("CMA-ES on one thread, time per generation (lower is better)")
+    axes.legend(loc="upper left")
+    _plots.save(figure, path)
+
+
 def target_lines(speed_rows):
     """One line per target, from the float32 rows."""
     by_d = {row["d"]: row for row in speed_rows if "error" not in row}
@@ -858,6 +885,9 @@ def report(saved, args):
         plot_large(saved["large"], IMAGE)
         relative = os.path.relpath(IMAGE, args.output.resolve().parent)
         image_link = f"![f at the mean against generations]({relative})"
+    measured32 = [row for row in saved["speed"] if "error" not in row and not row["x64"]]
+    if args.output and measured32:
+        plot_speed(measured32, _plots.image_path(args.output, SPEED_IMAGE))
     section = render(saved, image_link)
     print()
     print(section)

@@ -56,11 +56,14 @@ import sys
 import time
 
 import _bench
+import _plots
 import numpy as np
 
 SECTION_TITLE = "## Plain Python objectives: ask/tell overhead and parallel evaluation"
 RUN_COMMAND = ".venv/bin/python scripts/bench_python_objectives.py"
 DEFAULT_JSON = _bench.ROOT / "docs" / "results" / "python_objectives.json"
+OVERHEAD_IMAGE = "python_objectives_overhead.png"  # in images/ next to the Markdown file
+PARALLEL_IMAGE = "python_objectives_parallel.png"
 VERSIONS_OF = ("jax", "jaxlib", "numpy", "cma", "distributed")
 THREAD_ENV = {name: os.environ[name] for name in ("OPENBLAS_NUM_THREADS", "XLA_FLAGS")}
 
@@ -692,11 +695,111 @@ def startup_text(runs):
     )
 
 
+# --------------------------------------------------------------------------------------
+# Pictures.
+# --------------------------------------------------------------------------------------
+
+
+OVERHEAD_SIDES = {  # side: legend label, color
+    "cma_es": ("ours, cma_es", _plots.OURS),
+    "snes": ("ours, snes", _plots.OURS_VARIANT),
+    "pycma": ("pycma (CMA-ES)", _plots.PYCMA),
+}
+EVALUATOR_COLORS = {"workers": _plots.OURS, "dask": _plots.DASK, "dask_executor": _plots.REFERENCE}
+
+
+def side_ms(rows, side):
+    """``side``'s ms per generation in each row (``None`` where it did not run)."""
+    return [row["sides"][side]["ms_per_generation"] if side in row["sides"] else None
+            for row in rows]  # fmt: skip
+
+
+def plot_overhead(rows, path):
+    """Milliseconds of ask + tell per generation at each d and population: ours
+    (``cma_es``, ``snes``) and pycma side by side, log scale."""
+    plt = _plots.pyplot()
+    series = [
+        (label, color, side_ms(rows, side))
+        for side, (label, color) in OVERHEAD_SIDES.items()
+        if any(side in row["sides"] for row in rows)
+    ]
+    groups = [f"d = {row['d']}\npopulation {row['population']}" for row in rows]
+    figure, axes = plt.subplots(figsize=(9, 4.2))
+    _plots.grouped_bars(axes, groups, series)
+    _plots.plain_log_scale(axes)
+    axes.set_ylabel("ms per generation (ask + tell)")
+    axes.set_title("Ask + tell overhead on a plain Python objective (lower is better)")
+    axes.legend(loc="upper left")
+    _plots.save(figure, path)
+
+
+def case_label(case):
+    """``ours, workers=8``, ``Dask, 8 processes`` or ``Dask executor alone, 8 processes``,
+    on two lines."""
+    if case["evaluator"] == "workers":
+        return f"ours,\nworkers={case['workers']}"
+    if case["evaluator"] == "dask":
+        return f"Dask,\n{case['workers']} processes"
+    return f"Dask executor alone,\n{case['workers']} processes"
+
+
+def plot_parallel(parallel, path):
+    """Evaluations per second of each evaluator: the sleeping objective in one panel,
+    the CPU-bound one in the other."""
+    plt = _plots.pyplot()
+    objective_ms = f"{1e3 * parallel['objective_s']:g} ms"
+    titles = {"sleep": f"sleep {objective_ms} (no CPU)", "cpu": f"CPU-bound {objective_ms}"}
+    panels = {
+        title: [case for case in parallel["cases"] if case["objective"] == objective]
+        for objective, title in titles.items()
+    }
+    panels = {title: cases for title, cases in panels.items() if cases}
+    figure, all_axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(8, 4.2),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [len(cases) + 1 for cases in panels.values()]},
+    )
+    for axes, (title, cases) in zip(all_axes[0], panels.items(), strict=True):
+        rates = [case["evaluations_per_s"] for case in cases]
+        colors = [EVALUATOR_COLORS[case["evaluator"]] for case in cases]
+        bars = axes.bar(range(len(cases)), rates, 0.6, color=colors)
+        # inside the bars: the ideal rates' dashes run just above them
+        axes.bar_label(bars, [f"{rate:.1f}" for rate in rates], label_type="center", color="white")
+        axes.set_xticks(range(len(cases)), [case_label(case) for case in cases], fontsize=8)
+        if cases[0]["objective"] == "sleep":  # sleeping takes exactly its time
+            ideal = [case["workers"] / parallel["objective_s"] for case in cases]
+            axes.hlines(ideal, [k - 0.35 for k in range(len(cases))],
+                        [k + 0.35 for k in range(len(cases))], colors="black",
+                        linestyles="dashed", linewidth=1,
+                        label=f"ideal: workers / {objective_ms}")  # fmt: skip
+            axes.legend(loc="upper left", fontsize=8)
+            axes.set_ylim(0, 1.2 * max(ideal + rates))
+        axes.set_title(title)
+        axes.grid(True, axis="y", alpha=0.3)
+        axes.set_axisbelow(True)
+    all_axes[0][0].set_ylabel("evaluations per second (higher is better)")
+    figure.suptitle(
+        f"Parallel evaluation, population {parallel['population']}, d = {parallel['d']}"
+    )
+    _plots.save(figure, path)
+
+
+def draw_pictures(saved, markdown):
+    """The pictures of the parts ``saved`` holds, in ``images/`` next to ``markdown``."""
+    if saved["overhead"]:
+        plot_overhead(saved["overhead"], _plots.image_path(markdown, OVERHEAD_IMAGE))
+    if saved["parallel"]:
+        plot_parallel(saved["parallel"], _plots.image_path(markdown, PARALLEL_IMAGE))
+
+
 def report(saved, args):
     section = render(saved)
     print()
     print(section)
     if args.output:
+        draw_pictures(saved, args.output)
         _bench.write_section(args.output, SECTION_TITLE, section)
         log(f"[done] wrote {args.output}")
 
