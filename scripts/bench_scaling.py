@@ -22,6 +22,8 @@ Usage::
 
     .venv/bin/python scripts/bench_scaling.py           # full run, writes docs/benchmarks.md
     .venv/bin/python scripts/bench_scaling.py --quick   # smoke test, prints the tables
+    # redraw an accelerator check's picture and rewrite its subsection, measuring nothing:
+    .venv/bin/python scripts/bench_scaling.py --from-json docs/results/accelerator-h200.json
 """
 
 import argparse
@@ -37,6 +39,7 @@ import time
 from pathlib import Path
 
 import _bench
+import _plots
 
 SECTION_TITLE = "## Scaling over devices and processes"
 TARGET_SPEEDUP = 1.6
@@ -185,11 +188,43 @@ def accelerator_check(path: str) -> None:
     }
     Path(path).write_text(json.dumps(result, indent=1))
     print(json.dumps(result), flush=True)
+    plot_accelerator(result, _plots.image_path(_bench.BENCHMARKS_DOC, accelerator_image(path)))
+
+
+ACCELERATOR_NAMES = {"mlp": "MLP regression, d = 4,801", "cartpole": "CartPole-v1 training"}
+
+
+def accelerator_image(path: Path) -> str:
+    """The picture of the accelerator results in ``path``, named after it:
+    ``accelerator-h200.json`` draws ``accelerator_h200.png``."""
+    return Path(path).stem.replace("-", "_") + ".png"
+
+
+def plot_accelerator(result: dict, path: Path) -> None:
+    """Generations per second of each workload and population, unsharded and sharded
+    over every local device."""
+    plt = _plots.pyplot()
+    rows = result["rows"]
+    groups = [f"{ACCELERATOR_NAMES[row['workload']]}\npopulation {row['population']:,}"
+              for row in rows]  # fmt: skip
+    devices = f"{result['count']} device" + ("s" if result["count"] > 1 else "")
+    series = [
+        ("unsharded", _plots.OURS_VARIANT, [row["rates"][0] for row in rows]),
+        (f"sharded over {devices}", _plots.OURS, [row["rates"][1] for row in rows]),
+    ]
+    figure, axes = plt.subplots(figsize=(8, 4.2))
+    _plots.grouped_bars(axes, groups, series)
+    axes.tick_params(axis="x", labelsize=8)
+    axes.yaxis.set_major_formatter("{x:,.0f}")
+    axes.set_ylabel("generations per second (higher is better)")
+    axes.set_title(f"OpenAI-ES on {result['count']} x {result['device']} (jax {result['jax']})")
+    axes.legend(loc="upper right")
+    _plots.save(figure, path)
 
 
 def accelerator_text(text: dict[str, str], path: Path) -> str:
     result = json.loads(path.read_text())
-    names = {"mlp": "MLP regression, d = 4,801", "cartpole": "CartPole-v1 training"}
+    names = ACCELERATOR_NAMES
     lines = [
         f"| workload | population | unsharded | sharded over {result['count']} device(s) |",
         "|---|---:|---:|---:|",
@@ -207,7 +242,51 @@ def accelerator_text(text: dict[str, str], path: Path) -> str:
         jax=result["jax"],
         table="\n".join(lines),
         difference=f"{result['max_abs_difference']:.1e}",
+        image=accelerator_image(path),
     )
+
+
+def draw_accelerator(results: Path, markdown: Path) -> None:
+    """The picture of the accelerator results in ``results``, in ``images/`` next to
+    ``markdown``."""
+    image = _plots.image_path(markdown, accelerator_image(results))
+    plot_accelerator(json.loads(Path(results).read_text()), image)
+
+
+def section_in(doc: Path) -> str:
+    """This script's section of ``doc`` as it stands."""
+    text = doc.read_text() if doc.exists() else ""
+    start = text.find(SECTION_TITLE + "\n")
+    if start < 0:
+        raise SystemExit(f"{doc} has no section {SECTION_TITLE!r}: run the benchmark first.")
+    end = text.find("\n## ", start)
+    return text[start : len(text) if end < 0 else end + 1]
+
+
+def with_subsection(section: str, heading: str, subsection: str, before: str) -> str:
+    """``section`` with its subsection starting with ``heading`` replaced by
+    ``subsection``; where it has none, ``subsection`` goes before the line ``before`` (at
+    the end if there is no such line)."""
+    start = section.find(heading)
+    if start >= 0:
+        end = section.find("\n### ", start)
+        end = len(section) if end < 0 else end + 1
+    else:
+        start = end = section.find(before) if before in section else len(section)
+    return section[:start] + subsection.rstrip("\n") + "\n\n" + section[end:].lstrip("\n")
+
+
+def rewrite_accelerator(doc: Path, results: Path) -> None:
+    """Redraws the picture of ``results`` and rewrites the accelerator subsection of this
+    script's section of ``doc`` from them; the rest of the section stays as it is."""
+    text = _bench.prose("scaling")
+    draw_accelerator(results, doc)
+    heading = text["accelerator"].split("{", 1)[0]  # the heading up to its first value
+    bytes_heading = text["bytes"].splitlines()[0]
+    subsection = accelerator_text(text, results)
+    section = with_subsection(section_in(doc), heading, subsection, bytes_heading)
+    _bench.write_section(doc, SECTION_TITLE, section)
+    print(f"wrote the accelerator subsection of {doc}")
 
 
 def bytes_moved(d: int, population: int, devices: int = 4) -> tuple[int, list]:
@@ -285,7 +364,22 @@ def main() -> None:
     parser.add_argument(
         "--accelerator-results", type=Path, help="JSON of an accelerator check to include"
     )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="JSON of an accelerator check: redraw its picture and rewrite only its "
+        "subsection of --output, measuring nothing",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=_bench.BENCHMARKS_DOC,
+        help="markdown file --from-json updates",
+    )
     args = parser.parse_args()
+    if args.from_json:
+        rewrite_accelerator(args.output, args.from_json)
+        return
     if args.worker:
         args.workload = args.worker
         worker(args)
@@ -304,6 +398,8 @@ def main() -> None:
         parts += ["", generations_text(text, args.quick)]
     if args.accelerator_results:
         parts += ["", accelerator_text(text, args.accelerator_results)]
+        if not args.quick:
+            draw_accelerator(args.accelerator_results, _bench.BENCHMARKS_DOC)
     parts += ["", bytes_text(text, args.quick)]
     section = "\n".join(parts) + "\n"
     print(section)

@@ -349,3 +349,40 @@ def test_python_objectives_quick_measures_every_part_and_writes_only_where_told(
     proc = run_script(script, "--from-json", str(saved), "--output", str(rebuilt))
     assert proc.returncode == 0, proc.stderr
     assert rebuilt.read_text() == section
+
+
+def test_scaling_from_json_rewrites_only_the_accelerator_subsection(tmp_path):
+    """--from-json inserts the accelerator subsection (table, picture link) before the
+    bytes one, then replaces it on a second run; the rest of the section and the other
+    sections stay as they were, and the picture is drawn next to the Markdown file."""
+    doc, saved = tmp_path / "benchmarks.md", tmp_path / "accelerator-x1.json"
+    before = "## Other\n\nkept\n\n"
+    section = (
+        "## Scaling over devices and processes\n\nheader\n\n### Generations per second\n\n"
+        "gens\n\n### Bytes moved between devices per generation (OpenAI-ES, 4 devices)\n\n"
+        "bytes\n"
+    )
+    after = "\n## Next\n\nalso kept\n"
+    doc.write_text(before + section + after)
+    rows = [
+        {"workload": "mlp", "population": 256, "rates": [10.0, 19.5]},
+        {"workload": "cartpole", "population": 256, "rates": [5.0, 9.0]},
+    ]
+    result = {"device": "Chip X1", "platform": "gpu", "count": 2, "jax": "9.9",
+              "max_abs_difference": 0.0, "rows": rows}  # fmt: skip
+    for rate in (19.5, 30.0):
+        result["rows"][0]["rates"][1] = rate
+        saved.write_text(json.dumps(result))
+        proc = run_script(
+            "scripts/bench_scaling.py", "--from-json", str(saved), "--output", str(doc)
+        )
+        assert proc.returncode == 0, proc.stderr
+    text = doc.read_text()
+    assert text.startswith(before + section.split("### Bytes")[0])
+    assert text.endswith("### Bytes moved between devices per generation (OpenAI-ES, 4 devices)"
+                         "\n\nbytes\n" + after)  # fmt: skip
+    assert text.count("### On an accelerator: 2 x Chip X1 (jax 9.9)\n") == 1
+    assert "| MLP regression, d = 4,801 | 256 | 10.0 | 30.0 |" in text
+    assert "19.5" not in text
+    assert "](images/accelerator_x1.png)" in text
+    assert (tmp_path / "images" / "accelerator_x1.png").stat().st_size > 0
