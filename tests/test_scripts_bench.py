@@ -386,3 +386,37 @@ def test_scaling_from_json_rewrites_only_the_accelerator_subsection(tmp_path):
     assert "19.5" not in text
     assert "](images/accelerator_x1.png)" in text
     assert (tmp_path / "images" / "accelerator_x1.png").stat().st_size > 0
+
+
+def test_learning_curves_quick_trains_two_generations_and_redraws_from_json(tmp_path):
+    """plot_learning_curves --quick on CartPole-v1: a run capped at 2 of its 100 tuned
+    generations, whose curve has one entry per generation with growing env steps; the
+    section, the JSON and the picture go where told (docs/ untouched), and --from-json
+    rebuilds the same section and picture."""
+    docs = [ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "results" / "learning_curves.json"]
+    before = [path.stat().st_mtime_ns for path in docs]
+    saved, doc = tmp_path / "curves.json", tmp_path / "benchmarks.md"
+    script = "scripts/plot_learning_curves.py"
+    options = ("--tasks", "CartPole-v1", "--json", str(saved), "--output", str(doc))
+    proc = run_script(script, "--quick", *options, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (task,) = json.loads(saved.read_text())["tasks"]
+    assert (task["env"], task["threshold"], task["generations"]) == ("CartPole-v1", 475.0, 2)
+    assert (task["num_generations"], task["capped"]) == (100, True)
+    curve = task["curve"]
+    assert curve["generation"] == [0, 1]
+    assert 0 < curve["env_steps"][0] < curve["env_steps"][1]
+    assert all(1 <= value <= 500 for value in curve["return_mean"])  # CartPole's range
+    assert task["evaluations"]["generation"] == [1]
+    section = doc.read_text()
+    assert "| CartPole-v1 | open_es, linear, 64 | 2 of 100 (capped) |" in section
+    assert "](images/learning_curves.png)" in section
+    picture = tmp_path / "images" / "learning_curves.png"
+    drawn = picture.read_bytes()
+    picture.unlink()
+    rebuilt = tmp_path / "rebuilt.md"
+    proc = run_script(script, "--from-json", str(saved), "--output", str(rebuilt))
+    assert proc.returncode == 0, proc.stderr
+    assert rebuilt.read_text() == section
+    assert picture.read_bytes() == drawn
+    assert [path.stat().st_mtime_ns for path in docs] == before
