@@ -45,6 +45,9 @@ Usage::
     .venv-bench/bin/python scripts/bench_cma.py            # full, about 15 minutes
     .venv-bench/bin/python scripts/bench_cma.py --quick    # seconds, prints only
     .venv-bench/bin/python scripts/bench_cma.py --from-json docs/results/cma.json
+    # the same, rewriting the section and redrawing its pictures (docs/images/cma_*.png):
+    .venv-bench/bin/python scripts/bench_cma.py --from-json docs/results/cma.json \\
+        --output docs/benchmarks.md
 """
 
 import os

@@ -34,7 +34,7 @@ dependencies; a missing one leaves its rows out. Usage::
     .venv/bin/python scripts/bench_python_objectives.py            # full, about 3 minutes
     .venv/bin/python scripts/bench_python_objectives.py --quick    # seconds, prints only
     .venv/bin/python scripts/bench_python_objectives.py --from-json \\
-        docs/results/python_objectives.json
+        docs/results/python_objectives.json --output docs/benchmarks.md  # and its pictures
     .venv/bin/python scripts/bench_python_objectives.py --profile cma_es:100:100
 """
 
