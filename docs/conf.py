@@ -4,6 +4,10 @@ Build it with ``sphinx-build -W --keep-going -b html docs docs/_build/html``. Th
 are Markdown (MyST); the API reference is generated from the docstrings (autodoc,
 autosummary, Google style through napoleon). Nothing is fetched from the network, at build
 time or when a page is viewed: math is rendered to MathML at build time (``_ext/mathml.py``).
+
+Code on the pages: a ```python block is run by tests/test_docs_site.py; Python that cannot
+run there (a cluster, MPI, several devices, a GPU) goes in a ```{code-block} python block,
+which the test only compiles.
 """
 
 import sys
