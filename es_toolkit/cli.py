@@ -28,6 +28,7 @@ from es_toolkit.optimize import BOUND_HANDLINGS
 from es_toolkit.optimize_config import ON_ERROR, OptimizeConfig, optimal_value
 from es_toolkit.optimize_run import read_optimization, run_optimization
 from es_toolkit.run_folder import RunFolderError
+from es_toolkit.tracking import LOGGERS
 from es_toolkit.training import (
     BACKENDS,
     ConfigError,
@@ -275,6 +276,12 @@ def add_train_command(commands: Any) -> argparse.ArgumentParser:
         "--reward-shift", type=float, help="subtracted from each step's reward in training (ARS)"
     )
     cmd.add_argument("--top-directions", type=int, help="ARS: directions kept per generation (b)")
+    cmd.add_argument(
+        "--video",
+        type=Path,
+        help="after training, record an episode of the best policy to this .gif or video "
+        "(.mp4 needs es_toolkit[video]) and log it",
+    )
     add_run_folder_arguments(cmd, "runs/train-ENV-STRATEGY-seedS")
     add_parallel_arguments(cmd)
     cmd.set_defaults(run=run_train)
@@ -300,7 +307,12 @@ def run_train(args: argparse.Namespace) -> int:
         config = TrainConfig.for_env(given.pop("env", DEFAULT_ENV), **given)
         out = args.out or _default_out(config)
     result = train(
-        config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
+        config,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        video=args.video,
     )
     if parallel.is_main_process():
         print(
@@ -362,11 +374,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_run_folder_arguments(cmd: Any, default_out: str) -> None:
-    """``--out`` and what to do with a run already there, and ``--quiet``."""
+    """``--out`` and what to do with a run already there, ``--quiet`` and ``--logger``."""
     cmd.add_argument("--out", type=Path, help=f"the run folder (default {default_out})")
     cmd.add_argument("--resume", action="store_true", help="continue the run in --out")
     cmd.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     cmd.add_argument("--quiet", action="store_true", help="no progress line")
+    cmd.add_argument(
+        "--logger",
+        action="append",
+        choices=LOGGERS,
+        dest="loggers",
+        help="also log to TensorBoard (OUT/tensorboard/, needs es_toolkit[tensorboard]) or "
+        "Weights & Biases (project WANDB_PROJECT or es_toolkit, needs es_toolkit[wandb]; "
+        "WANDB_MODE=offline keeps it local); repeat for both. A resumed run keeps its "
+        "loggers unless given again",
+    )
 
 
 def add_parallel_arguments(cmd: Any) -> None:

@@ -25,11 +25,20 @@ from es_toolkit import strategies as strategies_lib
 from es_toolkit._run_config import ConfigError
 from es_toolkit.optimize import BOUND_HANDLINGS
 from es_toolkit.optimize_start import read_npy, start_vector
+from es_toolkit.tracking.run_loggers import check_logger_names
 
 # Fields a resumed optimization may change: they do not alter the generations run (raising
 # num_generations or max_evaluations extends the run). Where a Python objective runs
 # (workers, a Dask cluster) does not change its values; its timeout may, so it stays.
-RESUMABLE_FIELDS = ("num_generations", "max_evaluations", "devices", "workers", "dask_scheduler")
+# Loggers only say where else the numbers go.
+RESUMABLE_FIELDS = (
+    "num_generations",
+    "max_evaluations",
+    "devices",
+    "workers",
+    "dask_scheduler",
+    "loggers",
+)
 ON_ERROR = ("raise", "worst")
 DEFAULT_DIM = 10
 # The settings of a Python objective's evaluation, and their values when it has none.
@@ -83,8 +92,10 @@ class OptimizeConfig:
     timeout: float | None = None  # seconds one evaluation may take before it fails
     on_error: str = "raise"  # a failed evaluation: "raise" stops, "worst" scores it worst
     max_retries: int = 3  # evaluations retried after their worker died
+    loggers: tuple[str, ...] = ()  # also log to "tensorboard", "wandb" (es_toolkit.tracking)
 
     def __post_init__(self):
+        object.__setattr__(self, "loggers", check_logger_names(self.loggers))
         _check_objective(self)
         _check_x0_and_dim(self)
         _check_python_settings(self)

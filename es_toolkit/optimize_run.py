@@ -8,7 +8,7 @@ local processes or on a Dask cluster (see ``optimize_config``).
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,8 @@ from es_toolkit.optimize_config import (
     optimal_value,
 )
 from es_toolkit.optimize_start import initial_point
-from es_toolkit.report import metrics_rows
 from es_toolkit.run_folder import RunClock, RunFolder
+from es_toolkit.tracking import Logger, callback_rows, run_loggers, split_loggers
 
 FAILED_MEMBER_NAME = "failed_member.npy"  # the x of the member a run stopped on
 
@@ -45,9 +45,15 @@ def run_optimization(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    loggers: Sequence[str | Logger] = (),
 ) -> OptimizeResult:
     """Minimizes ``config.objective`` from its start (:func:`initial_point`), writing the
     run folder ``out``.
+
+    ``loggers`` are where else the records go (``es_toolkit.tracking``): names
+    (``"tensorboard"``, ``"wandb"``), added to ``config.loggers`` and so kept by a resumed
+    run, or logger objects, which get every log row, the config and the curve, and which
+    are theirs to close.
 
     A built-in runs jitted, with a checkpoint after every block of generations; a Python
     objective is loaded by its spec (in every process that evaluates it) and runs through
@@ -65,6 +71,8 @@ def run_optimization(
             saved, config, str(out), RESUMABLE_FIELDS, metadata["generation"]
         )
         _check_budget_left(config, metadata, str(out))
+    names, objects = split_loggers(loggers)
+    config = dataclasses.replace(config, loggers=(*config.loggers, *names))
     if config.is_python:
         f = objective_loading.load_objective(config.objective)
     else:
@@ -82,24 +90,29 @@ def run_optimization(
             current = strategy.rebuild(population_size=size)
             start, _ = folder.load_checkpoint(resume_template(current, x0))
             folder.truncate_log(int(start.generation))
+        tracking = stack.enter_context(
+            run_loggers(config.loggers, folder, dataclasses.asdict(config), metadata, objects)
+        )
         clock = RunClock(metadata.get("wall_time_s", 0.0))
 
         def record(info: dict[str, Any]) -> None:
-            first = info["generation"] - len(next(iter(info["metrics"].values())))
-            rows = metrics_rows(info["metrics"], first)
+            rows = callback_rows(info)
             checkpoint = info["checkpoint"]
             if config.is_python:
                 # One generation per call: the count after it (a killed run's resume
                 # shows in the log as a count that goes on without a gap).
                 rows = [{**row, "num_evaluations": int(checkpoint.num_evaluations)} for row in rows]
             wall = clock.elapsed()
-            folder.append_log([{**row, "wall_time": wall} for row in rows])
+            rows = [{**row, "wall_time": wall} for row in rows]
+            folder.append_log(rows)
+            tracking.log_metrics(rows)  # the rows the log got
             saved = {
                 "config": dataclasses.asdict(config),
                 "generation": info["generation"],
                 "num_evaluations": int(checkpoint.num_evaluations),
                 "run_population_size": int(checkpoint.run.population_size),
                 "wall_time_s": wall,
+                **tracking.metadata,
             }
             folder.save_checkpoint(checkpoint, saved)
 
@@ -123,6 +136,7 @@ def run_optimization(
         except EvaluationError as error:
             raise _with_saved_member(error, folder) from error
         _write_summary(folder, config, result, clock.elapsed())
+        tracking.log_image("curve", folder.curve)
     return result
 
 

@@ -150,7 +150,7 @@ def test_refuses_another_run_and_mismatched_resume(tmp_path):
 
 
 def test_only_resumable_fields_may_change_on_resume(tmp_path):
-    assert set(RESUMABLE_FIELDS) == {"num_generations", "num_workers", "devices"}
+    assert set(RESUMABLE_FIELDS) == {"num_generations", "num_workers", "devices", "loggers"}
     train(dataclasses.replace(TINY, num_generations=2), tmp_path, progress=False)
     with pytest.raises(ConfigError, match=r"sigma: saved 0\.1, given 0\.2"):
         train(dataclasses.replace(TINY, sigma=0.2), tmp_path, resume=True, progress=False)

@@ -12,10 +12,12 @@ from es_toolkit import _run_config as run_config
 from es_toolkit import strategies as strategies_lib
 from es_toolkit._run_config import ConfigError
 from es_toolkit.policies import POLICIES, Policy, make_policy
+from es_toolkit.tracking.run_loggers import check_logger_names
 from es_toolkit.training.defaults import task_defaults
 
-# Fields a resumed run may change: they do not alter the numbers of the generations run.
-RESUMABLE_FIELDS = ("num_generations", "num_workers", "devices")
+# Fields a resumed run may change: they do not alter the numbers of the generations run
+# (loggers only say where else the numbers go).
+RESUMABLE_FIELDS = ("num_generations", "num_workers", "devices", "loggers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +44,12 @@ class TrainConfig:
     reward_shift: float = 0.0  # subtracted from every step's reward in training fitness (ARS)
     strategy_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. ARS's b
     devices: int | None = None  # shard each generation over this many devices (JAX envs)
+    loggers: tuple[str, ...] = ()  # also log to "tensorboard", "wandb" (es_toolkit.tracking)
 
     def __post_init__(self):
         if isinstance(self.hidden_sizes, list):
             object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        object.__setattr__(self, "loggers", check_logger_names(self.loggers))
         _check(self)
 
     @classmethod
@@ -56,7 +60,11 @@ class TrainConfig:
         return cls(**{**defaults, **overrides, "env": env, "strategy_options": options})
 
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "hidden_sizes": list(self.hidden_sizes)}
+        return {
+            **dataclasses.asdict(self),
+            "hidden_sizes": list(self.hidden_sizes),
+            "loggers": list(self.loggers),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "TrainConfig":

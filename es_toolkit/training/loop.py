@@ -7,6 +7,8 @@ never stopped would have.
 """
 
 import contextlib
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,9 +18,11 @@ import numpy as np
 from es_toolkit import parallel
 from es_toolkit._validate import check_int
 from es_toolkit.checkpoint import load_checkpoint, read_metadata
+from es_toolkit.gym.record import check_recording, record_episode
 from es_toolkit.progress import Progress
 from es_toolkit.report import metrics_rows
 from es_toolkit.run_folder import CHECKPOINT_NAME, RunClock, RunFolder, RunFolderError
+from es_toolkit.tracking import Logger, RunLoggers, run_loggers, split_loggers
 from es_toolkit.training import keys
 from es_toolkit.training.backends import Backend, open_backend
 from es_toolkit.training.config import TrainConfig, resume_config
@@ -40,9 +44,12 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    loggers: Sequence[str | Logger] = (),
+    video: str | Path | None = None,
 ) -> TrainResult:
     """Trains ``config``'s policy into the run folder ``out``: ``metrics.jsonl``,
-    ``checkpoint.npz``, ``curve.png``, ``result.json``.
+    ``checkpoint.npz``, ``curve.png``, ``result.json`` (and ``tensorboard/``, ``wandb/``
+    for those loggers).
 
     Args:
         config: what to train (``TrainConfig.for_env`` gives the tuned settings of a
@@ -52,6 +59,13 @@ def train(
         resume: continue the run saved in ``out``.
         overwrite: replace a run already in ``out`` instead of refusing.
         progress: print a progress line per block on standard error.
+        loggers: where else the run's records go (``es_toolkit.tracking``): names
+            (``"tensorboard"``, ``"wandb"``), added to ``config.loggers`` and so kept by a
+            resumed run, or logger objects, which get every log row, the config, the
+            curve and the video, and which are theirs to close.
+        video: after the final evaluation, record an episode of the best policy in
+            Gymnasium's env to this file (``.gif``, or ``.mp4`` and the like with the
+            ``video`` extra), and log it.
     """
     folder = RunFolder(out, writer=parallel.is_main_process())
     metadata = folder.read_metadata() if resume else {}
@@ -60,6 +74,9 @@ def train(
         config = resume_config(saved, config, str(out), metadata["generation"])
     elif not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
+    names, objects = split_loggers(loggers)
+    config = dataclasses.replace(config, loggers=(*config.loggers, *names))
+    video = None if video is None else check_recording(video)
     with (
         contextlib.closing(open_backend(config)) as backend,
         folder.claim(resume=resume, overwrite=overwrite),
@@ -68,9 +85,10 @@ def train(
         if resume:
             state, _ = folder.load_checkpoint(state)
             folder.truncate_log(int(state.generation))
-        run = _Run(config, backend, folder, metadata.get("wall_time_s", 0.0))
-        state = run.blocks(state, progress)
-        return run.finish(state)
+        with run_loggers(config.loggers, folder, config.to_json(), metadata, objects) as tracking:
+            run = _Run(config, backend, folder, metadata.get("wall_time_s", 0.0), tracking)
+            state = run.blocks(state, progress)
+            return run.finish(state, video)
 
 
 def read_config(path: str | Path) -> TrainConfig:
@@ -120,19 +138,28 @@ def _initial_state(config: TrainConfig, backend: Backend) -> TrainState:
 class _Run:
     """One process's part of a run: blocks, their records, and the final evaluation."""
 
-    def __init__(self, config: TrainConfig, backend: Backend, folder: RunFolder, wall: float):
+    def __init__(
+        self,
+        config: TrainConfig,
+        backend: Backend,
+        folder: RunFolder,
+        wall: float,
+        tracking: RunLoggers,
+    ):
         self.config, self.backend, self.folder = config, backend, folder
         self.clock = RunClock(wall)
+        self.tracking = tracking
 
     def blocks(self, state: TrainState, progress: bool) -> TrainState:
         """Runs blocks until ``num_generations`` or the target, logging and checkpointing."""
         config = self.config
+        saved = int(state.generation)
         bar = Progress(
             config.num_generations,
             f"train {config.env}",
             enabled=progress and parallel.is_main_process(),
+            initial=saved,
         )
-        saved = int(state.generation)
         start_steps = int(state.env_steps)
         try:
             while saved < config.num_generations:
@@ -147,6 +174,7 @@ class _Run:
                     eval_return_std=float(np.std(eval_returns)),
                 )
                 self.folder.append_log(rows)
+                self.tracking.log_metrics(rows)  # the rows the log got
                 self.folder.save_checkpoint(state, self._metadata(state))
                 saved = int(state.generation)
                 bar.update(
@@ -187,7 +215,7 @@ class _Run:
             )
         return rows
 
-    def finish(self, state: TrainState) -> TrainResult:
+    def finish(self, state: TrainState, video: Path | None = None) -> TrainResult:
         config = self.config
         returns = evaluate_policy(
             self.backend,
@@ -230,11 +258,28 @@ class _Run:
                 "wall_time_s": rows[-1]["wall_time"] if rows else self.clock.elapsed(),
             }
         )
+        self.tracking.log_image("curve", self.folder.curve)
+        if video is not None:
+            self._record(state, video)
+            self.tracking.log_video("evaluation", video)
         return result
+
+    def _record(self, state: TrainState, path: Path) -> None:
+        """An episode of the best policy, in Gymnasium's env, written to ``path``."""
+        record_episode(
+            self.config.env,
+            self.backend.policy.numpy_apply,
+            jax.tree.map(np.asarray, state.best_params),
+            policy_stats(self.config, state.best_obs_stats),
+            path,
+            seed=keys.EVALUATION_SEED,
+            max_episode_steps=self.config.max_episode_steps,
+        )
 
     def _metadata(self, state: TrainState) -> dict[str, Any]:
         return {
             "config": self.config.to_json(),
             "generation": int(state.generation),
             "wall_time_s": self.clock.elapsed(),
+            **self.tracking.metadata,
         }
