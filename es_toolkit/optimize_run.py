@@ -28,7 +28,8 @@ from es_toolkit.optimize_config import (
 )
 from es_toolkit.optimize_start import initial_point
 from es_toolkit.run_folder import RunClock, RunFolder
-from es_toolkit.tracking import Logger, callback_rows, run_loggers, split_loggers
+from es_toolkit.tracking import Logger, callback_rows
+from es_toolkit.tracking.run_loggers import run_loggers, split_loggers
 
 FAILED_MEMBER_NAME = "failed_member.npy"  # the x of the member a run stopped on
 

@@ -21,10 +21,7 @@ from es_toolkit.tracking.run_loggers import (
     TENSORBOARD_DIR,
     WANDB_RUN_ID,
     RunLoggers,
-    check_logger_names,
     make_loggers,
-    run_loggers,
-    split_loggers,
 )
 from es_toolkit.tracking.tensorboard import TensorBoardLogger
 from es_toolkit.tracking.wandb_logger import WandbLogger
@@ -39,8 +36,5 @@ __all__ = [
     "TensorBoardLogger",
     "WandbLogger",
     "callback_rows",
-    "check_logger_names",
     "make_loggers",
-    "run_loggers",
-    "split_loggers",
 ]

@@ -22,7 +22,8 @@ from es_toolkit.gym.record import check_recording, record_episode
 from es_toolkit.progress import Progress
 from es_toolkit.report import metrics_rows
 from es_toolkit.run_folder import CHECKPOINT_NAME, RunClock, RunFolder, RunFolderError
-from es_toolkit.tracking import Logger, RunLoggers, run_loggers, split_loggers
+from es_toolkit.tracking import Logger, RunLoggers
+from es_toolkit.tracking.run_loggers import run_loggers, split_loggers
 from es_toolkit.training import keys
 from es_toolkit.training.backends import Backend, open_backend
 from es_toolkit.training.config import TrainConfig, resume_config
