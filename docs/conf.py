@@ -13,6 +13,8 @@ which the test only compiles.
 import sys
 from pathlib import Path
 
+from sphinx.ext.autosummary.generate import find_autosummary_in_files
+
 import es_toolkit
 
 DOCS = Path(__file__).resolve().parent
@@ -80,5 +82,16 @@ def _describe_constant(app, what, name, obj, options, lines):
         lines[:] = [f"``{obj!r}``"]
 
 
+def _drop_stale_stubs(app):
+    """Removes generated pages of names no API page lists any more (autosummary writes
+    stubs but never deletes them), so that an incremental build matches a fresh one."""
+    listed = find_autosummary_in_files([str(DOCS / page) for page in autosummary_generate])
+    wanted = {f"{entry.name}.rst" for entry in listed}
+    for stub in (DOCS / "api" / "generated").glob("*.rst"):
+        if stub.name not in wanted:
+            stub.unlink()
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _describe_constant)
+    app.connect("builder-inited", _drop_stale_stubs, priority=600)  # after autosummary
