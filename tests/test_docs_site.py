@@ -203,7 +203,13 @@ def test_api_reference_documents_every_public_name(site):
     # counts as documented where it is documented.
     documented_ids = {id(resolve(name)) for name in documented}
     names = public_names()
-    assert len(names) > 90
+    packages = {module for module, _ in names}
+    assert {
+        "es_toolkit",
+        "es_toolkit.envs",
+        "es_toolkit.strategies",
+        "es_toolkit.training",
+    } <= packages
     missing = [
         f"{module}.{name}"
         for module, name in names
