@@ -20,6 +20,7 @@ import sys
 import urllib.parse
 from pathlib import Path
 
+import es_toolkit.envs
 import pytest
 from markdown_it import MarkdownIt
 from sphinx.project import Project
@@ -163,14 +164,17 @@ def site() -> Path:
 
 def public_names() -> list[tuple[str, str]]:
     """(module, name) for every name in the ``__all__`` of es_toolkit and of each of its
-    public packages and modules (no part of the name starting with an underscore)."""
-    modules = ["es_toolkit"] + [
-        info.name
-        for info in pkgutil.walk_packages(es_toolkit.__path__, prefix="es_toolkit.")
-        if not any(part.startswith("_") for part in info.name.split("."))
-    ]
+    public packages and modules (no part of the name starting with an underscore).
+    es_toolkit.envs is installed from its own folder, so it is walked on its own."""
+    modules = ["es_toolkit", "es_toolkit.envs"]
+    for package in (es_toolkit, es_toolkit.envs):
+        modules += [
+            info.name
+            for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}.")
+            if not any(part.startswith("_") for part in info.name.split("."))
+        ]
     names = []
-    for module_name in modules:
+    for module_name in sorted(set(modules)):
         module = importlib.import_module(module_name)
         names += [(module_name, name) for name in getattr(module, "__all__", ())]
     return names
