@@ -21,6 +21,7 @@ SCRIPTS = ROOT / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 import _bench  # noqa: E402
+import bench_accelerator  # noqa: E402
 import bench_envs  # noqa: E402
 import bench_perturb  # noqa: E402
 import bench_strategies  # noqa: E402
@@ -420,3 +421,103 @@ def test_learning_curves_quick_trains_two_generations_and_redraws_from_json(tmp_
     assert rebuilt.read_text() == section
     assert picture.read_bytes() == drawn
     assert [path.stat().st_mtime_ns for path in docs] == before
+
+
+# --------------------------------------------------------------------------------------
+# bench_accelerator: its clock, its section from made-up rows and a CPU quick run.
+# --------------------------------------------------------------------------------------
+
+
+def test_accelerator_clock_gives_each_group_its_cumulative_share():
+    clock = bench_accelerator.Clock(100.0, ["envs", "strategies"])
+    shares = bench_accelerator.GROUP_SHARES
+    envs_end = 100.0 * shares["envs"] / (shares["envs"] + shares["strategies"])
+    assert clock.deadline["envs"] - clock.start == pytest.approx(envs_end)
+    assert clock.deadline["strategies"] - clock.start == pytest.approx(100.0)
+
+
+def test_accelerator_section_shows_ratios_targets_and_skipped_rows():
+    meta = {"device": "NVIDIA H100", "platform": "gpu", "jax": "0.10.2", "versions": "V",
+            "date": "D", "command": "C", "elapsed_s": 270.0, "quick": False,
+            "time_limit_s": 280.0}  # fmt: skip
+    results = {
+        "meta": meta,
+        "strategies": [
+            {"strategy": "open_es", "d": 1000, "population": 256, "generations": 20,
+             "ours": {"gen_per_s": 2000.0}, "evosax": {"gen_per_s": 1000.0}},
+            {"strategy": "cma_es", "d": 10_000, "population": 256, "generations": 2,
+             "ours": {"gen_per_s": 5.0}, "evosax": {"gen_per_s": 10.0}},
+            {"strategy": "snes", "d": 1_000_000, "population": 16384, "skipped": "time limit"},
+        ],
+        "envs": [{"env": "CartPole-v1", "num_envs": 10_000, "steps": 100,
+                  "steps_per_s": 3e8}],
+        "brax": [{"env": "ant", "population": 256, "episode_length": 1000,
+                  "ours": {"skipped": "adapter not available"},
+                  "brax_es": {"steps_per_s": 1e6}}],
+        "solve": [{"env": "halfcheetah", "population": 4096,
+                   "ours": {"seconds": 120.0, "best": 3100.0},
+                   "brax_es": {"seconds": None, "best": 2500.0, "budget_s": 60.0}}],
+    }  # fmt: skip
+    section = bench_accelerator.render(results)
+    assert "| OpenAI-ES | 1,000 | 256 | 20 | 2,000 | 1,000 | 2.00x | met |" in section
+    assert "| CMA-ES | 10,000 | 256 | 2 | 5 | 10 | 0.50x | missed |" in section
+    assert "| SNES | 1,000,000 | 16,384 | - | time limit |" in section
+    assert "1 rows were skipped: the time limit of 280 s" in section
+    assert "| CartPole-v1 | 10,000 | 100 | 300,000,000 |" in section
+    assert "| ant | 256 | 1000 | adapter not available | 1,000,000 | - | not measured |" in section
+    assert (
+        "| halfcheetah | 4,096 | 120 s (best 3,100) | not reached in 60 s (best 2,500) | met |"
+        in (section)
+    )
+    assert "CPU quick run" not in section
+
+
+def test_accelerator_quick_runs_on_cpu_and_writes_only_where_told(tmp_path):
+    """--quick on CPU: every strategy at d = 100, population 16 (evosax "not installed"
+    where it is not), CartPole and Pendulum at 64 envs, where CartPole's reward of 1 per
+    step, auto-reset included, sums to exactly 1 per env step; the JSON records the device
+    and jax; the section goes to --output only and says it is a CPU quick run; --from-json
+    rebuilds it."""
+    docs = [ROOT / "docs" / "benchmarks.md", bench_accelerator.DEFAULT_JSON]
+    before = [path.stat().st_mtime_ns if path.exists() else None for path in docs]
+    saved, doc = tmp_path / "accelerator.json", tmp_path / "benchmarks.md"
+    script = "scripts/bench_accelerator.py"
+    options = ("--groups", "envs", "strategies", "--json", str(saved), "--output", str(doc))
+    proc = run_script(script, "--quick", *options)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(saved.read_text())
+    assert results["meta"]["device"] == jax.devices()[0].device_kind
+    assert results["meta"]["jax"] == jax.__version__
+    strategies = results["strategies"]
+    assert [(r["strategy"], r["d"], r["population"]) for r in strategies] == [
+        (name, 100, 16) for name in ("open_es", "snes", "cma_es")
+    ]
+    for row in strategies:
+        assert row["ours"]["gen_per_s"] > 0
+        assert jnp.isfinite(row["ours"]["final_f"])
+        if importlib.util.find_spec("evosax") is None:
+            assert row["evosax"] == {"skipped": "not installed"}
+    envs = {row["env"]: row for row in results["envs"]}
+    assert sorted(envs) == ["CartPole-v1", "Pendulum-v1"]
+    assert all(row["num_envs"] == 64 and row["steps_per_s"] > 0 for row in envs.values())
+    assert envs["CartPole-v1"]["reward_per_step"] == 1.0
+    assert -16.3 <= envs["Pendulum-v1"]["reward_per_step"] <= 0.0  # Pendulum's reward range
+    section = doc.read_text()
+    assert "**These numbers are from a CPU quick run**" in section
+    assert "| OpenAI-ES | 100 | 16 | 2 |" in section
+    assert "### Brax: env steps per second of a whole generation\n\nNot run" in section
+    assert [path.stat().st_mtime_ns if path.exists() else None for path in docs] == before
+    rebuilt = tmp_path / "rebuilt.md"
+    proc = run_script(script, "--from-json", str(saved), "--output", str(rebuilt))
+    assert proc.returncode == 0, proc.stderr
+    assert rebuilt.read_text() == section
+
+
+def test_accelerator_time_limit_skips_the_rows_and_says_so(tmp_path):
+    saved = tmp_path / "accelerator.json"
+    options = ("--groups", "envs", "--time-limit", "0.001", "--json", str(saved))
+    proc = run_script("scripts/bench_accelerator.py", "--quick", *options)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(saved.read_text())["envs"]
+    assert [row["skipped"] for row in rows] == ["time limit", "time limit"]
+    assert "2 rows were skipped: the time limit of 0 s ran out" in proc.stdout
