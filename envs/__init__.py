@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from .acrobot import Acrobot
 from .base import Environment
+from .brax_envs import is_brax_id, make_brax
 from .cartpole import CartPole
 from .continuous_mountain_car import MountainCarContinuous
 from .mountain_car import MountainCar
@@ -52,7 +53,10 @@ def registered() -> tuple[str, ...]:
 
 
 def make(env_id: str) -> Environment:
-    """Returns the JAX-native environment registered under ``env_id`` (a Gymnasium id)."""
+    """Returns the JAX-native environment registered under ``env_id`` (a Gymnasium id), or
+    Brax's env ``NAME`` for ``"brax/NAME"`` (needs ``pip install "es_toolkit[brax]"``)."""
+    if is_brax_id(env_id):
+        return make_brax(env_id)
     if env_id not in _REGISTRY:
         available = ", ".join(registered()) or "none yet"
         raise ValueError(

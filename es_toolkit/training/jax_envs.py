@@ -1,5 +1,6 @@
-"""The backend for JAX-native environments (``es_toolkit.envs``): a block of generations
-and the evaluation after it run as one jitted function, sharded over devices when asked."""
+"""The backend for JAX-native environments (``es_toolkit.envs``: the ports, and Brax's envs
+as ``brax/NAME``): a block of generations and the evaluation after it run as one jitted
+function, sharded over devices when asked."""
 
 import dataclasses
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 from es_toolkit import parallel, population_shard, rollout
 from es_toolkit.envs import make as make_env
 from es_toolkit.envs import registered
+from es_toolkit.envs.brax_envs import is_brax_id
 from es_toolkit.policies import merge_stacked_obs_stats
 from es_toolkit.strategies.base import own_members
 from es_toolkit.training import keys
@@ -22,14 +24,15 @@ class JaxEnvBackend:
 
     @staticmethod
     def handles(env_id: str) -> bool:
-        return env_id in registered()
+        return env_id in registered() or is_brax_id(env_id)
 
     def __init__(self, config: TrainConfig):
         if not self.handles(config.env):
             raise ConfigError(
                 "backend",
                 f"env {config.env!r} has no JAX-native port (ported: "
-                f"{', '.join(registered())}); use backend gymnasium.",
+                f"{', '.join(registered())}, and Brax's envs as 'brax/NAME'); use backend "
+                "gymnasium.",
             )
         self.config = config
         self.env = make_env(config.env)
