@@ -51,7 +51,7 @@ DEFAULT_JSON = _bench.ROOT / "docs" / "results" / "accelerator.json"
 GROUPS = ("envs", "strategies", "brax", "solve")
 # Each group may run until this cumulative fraction of the time limit has passed, so time
 # a group leaves unused goes to the next and a slow group cannot starve the others.
-GROUP_SHARES = {"envs": 0.1, "strategies": 0.45, "brax": 0.2, "solve": 0.25}
+GROUP_SHARES = {"envs": 0.1, "strategies": 0.35, "brax": 0.3, "solve": 0.25}
 STRATEGIES = ("open_es", "snes", "cma_es")
 LABELS = {"open_es": "OpenAI-ES", "snes": "SNES", "cma_es": "CMA-ES"}
 DIMS = (1_000, 10_000, 100_000, 1_000_000)
@@ -64,6 +64,10 @@ BRAX_ENVS = ("ant", "halfcheetah")
 BRAX_POPULATIONS = (256, 1024, 4096)
 BRAX_EPISODE_LENGTH = 1000
 BRAX_HIDDEN = (32, 32, 32, 32)  # brax.training.agents.es.networks.make_es_networks
+BRAX_PIPELINE = "mjx"  # the adapter's default physics backend, on both sides
+# Brax ES traces its epoch twice (its initial state holds Python ints, later ones arrays):
+# the first two epochs compile and are left out of its rate.
+BRAX_COMPILING_EPOCHS = 2
 SOLVE_ENV, SOLVE_RETURN, SOLVE_POPULATION = "halfcheetah", 3000.0, 4096
 SOLVE_TARGET_S = 300.0
 SIGMA, LEARNING_RATE = 0.1, 0.01  # both sides of the Brax rows: perturbation std, Adam rate
@@ -337,14 +341,14 @@ def env_rows(clock: Clock, quick: bool) -> list[dict]:
 # --------------------------------------------------------------------------------------
 
 
-def our_brax_env(name: str):
-    """``es_toolkit.envs.make("brax/NAME")``, or ``None`` where that adapter is missing."""
-    from es_toolkit import envs
-
+def our_brax_env(name: str, pipeline: str):
+    """The adapter's Brax env ``NAME`` on ``pipeline`` (``es_toolkit.envs.make("brax/NAME")``
+    on its default one), or ``None`` where that adapter is missing."""
     try:
-        return envs.make(f"brax/{name}")
-    except (ValueError, KeyError, ImportError):
+        from es_toolkit.envs.brax_envs import BraxEnv
+    except ImportError:
         return None
+    return BraxEnv(name, pipeline=pipeline)
 
 
 def mlp_sizes(obs_size: int, action_size: int) -> list[tuple[int, int]]:
@@ -438,8 +442,8 @@ class StopTraining(Exception):
     """Raised from Brax's ``progress_fn`` to end its training early."""
 
 
-def brax_es_train(name: str, population: int, episode_length: int, epochs: int, on_eval,
-                  num_eval_envs: int = 128):  # fmt: skip
+def brax_es_train(name: str, pipeline: str, population: int, episode_length: int,
+                  epochs: int, on_eval, num_eval_envs: int = 128):  # fmt: skip
     """Brax ES on brax's ``NAME`` with our population (``population // 2`` antithetic
     pairs) and hyperparameters, one evaluation after every epoch: ``on_eval(step,
     metrics)`` gets each; ``StopTraining`` from it ends the run."""
@@ -448,7 +452,7 @@ def brax_es_train(name: str, population: int, episode_length: int, epochs: int, 
 
     with contextlib.suppress(StopTraining):
         es_train.train(
-            environment=brax_envs.get_environment(name),
+            environment=brax_envs.get_environment(name, backend=pipeline),
             num_timesteps=epochs * population * episode_length,
             episode_length=episode_length,
             population_size=population // 2,
@@ -461,41 +465,50 @@ def brax_es_train(name: str, population: int, episode_length: int, epochs: int, 
         )
 
 
-def brax_es_throughput(name: str, population: int, episode_length: int, epochs: int,
-                       num_eval_envs: int) -> dict:  # fmt: skip
-    """Brax ES's own ``training/sps`` of each epoch after the first (compiling) one."""
+def brax_es_throughput(name: str, pipeline: str, population: int, episode_length: int,
+                       epochs: int, num_eval_envs: int) -> dict:  # fmt: skip
+    """Brax ES's own ``training/sps`` of each epoch after the compiling ones."""
     rates = []
 
     def on_eval(step, metrics):
         if "training/sps" in metrics:
             rates.append(float(metrics["training/sps"]))
 
-    brax_es_train(name, population, episode_length, epochs, on_eval, num_eval_envs)
-    return {"steps_per_s": statistics.median(rates[1:] or rates)}
+    brax_es_train(name, pipeline, population, episode_length, epochs, on_eval, num_eval_envs)
+    return {"steps_per_s": statistics.median(rates[BRAX_COMPILING_EPOCHS:]), "epochs": rates}
 
 
-def brax_rows(clock: Clock, quick: bool) -> list[dict]:
+def brax_grid(quick: bool) -> list[tuple[str, int]]:
+    """``(env, population)`` rows, smallest population first for every env."""
+    if quick:
+        return [("halfcheetah", 4)]
+    return [(name, population) for population in BRAX_POPULATIONS for name in BRAX_ENVS]
+
+
+def brax_rows(clock: Clock, quick: bool, pipeline: str) -> list[dict]:
     if not installed("brax"):
         return [{"env": name, "skipped": "brax not installed"} for name in BRAX_ENVS]
     episode_length = 10 if quick else BRAX_EPISODE_LENGTH
-    epochs = 2 if quick else 4
+    epochs = BRAX_COMPILING_EPOCHS + (1 if quick else 3)
     rows = []
-    for name in ("halfcheetah",) if quick else BRAX_ENVS:
-        for population in (4,) if quick else BRAX_POPULATIONS:
-            row = {"env": name, "population": population, "episode_length": episode_length}
-            rows.append(row)
-            if clock.left("brax") <= 0:
-                row["skipped"] = "time limit"
-                continue
-            env = our_brax_env(name)
+    for name, population in brax_grid(quick):
+        row = {"env": name, "population": population, "episode_length": episode_length}
+        rows.append(row)
+        if clock.left("brax") <= 0:
+            row["skipped"] = "time limit"
+            continue
+        try:
+            env = our_brax_env(name, pipeline)
             row["ours"] = (
                 ours_brax_throughput(env, population, episode_length, epochs)
                 if env is not None
                 else {"skipped": "adapter not available"}
             )
-            row["brax_es"] = brax_es_throughput(name, population, episode_length, epochs,
-                                                4 if quick else 128)  # fmt: skip
-            log(json.dumps(row))
+            row["brax_es"] = brax_es_throughput(name, pipeline, population, episode_length,
+                                                epochs, 4 if quick else 128)  # fmt: skip
+        except Exception as error:  # an out-of-memory row must not end the benchmark
+            row["error"] = f"{type(error).__name__}: {str(error)[:200]}"
+        log(json.dumps(row))
     return rows
 
 
@@ -516,7 +529,7 @@ def ours_time_to_return(env, budget_s: float) -> dict:
     return {"seconds": None, "generations": g, "best": best, "budget_s": budget_s}
 
 
-def brax_es_time_to_return(budget_s: float) -> dict:
+def brax_es_time_to_return(pipeline: str, budget_s: float) -> dict:
     """The same for Brax ES (its evaluation of the mean policy, 128 episodes)."""
     start = time.perf_counter()
     seen = {"best": float("-inf"), "epochs": 0, "seconds": None}
@@ -530,11 +543,11 @@ def brax_es_time_to_return(budget_s: float) -> dict:
         if time.perf_counter() - start >= budget_s:
             raise StopTraining
 
-    brax_es_train(SOLVE_ENV, SOLVE_POPULATION, BRAX_EPISODE_LENGTH, 10**6, on_eval)
+    brax_es_train(SOLVE_ENV, pipeline, SOLVE_POPULATION, BRAX_EPISODE_LENGTH, 10**6, on_eval)
     return {**seen, "budget_s": budget_s}
 
 
-def solve_rows(clock: Clock, quick: bool) -> list[dict]:
+def solve_rows(clock: Clock, quick: bool, pipeline: str) -> list[dict]:
     row = {"env": SOLVE_ENV, "target_return": SOLVE_RETURN, "population": SOLVE_POPULATION}
     if quick:
         return [{**row, "skipped": "--quick"}]
@@ -542,13 +555,13 @@ def solve_rows(clock: Clock, quick: bool) -> list[dict]:
         return [{**row, "skipped": "brax not installed"}]
     if clock.left("solve") <= 0:
         return [{**row, "skipped": "time limit"}]
-    env = our_brax_env(SOLVE_ENV)
+    env = our_brax_env(SOLVE_ENV, pipeline)
     share = clock.left("solve") / (2 if env is not None else 1)
     row["ours"] = (
         ours_time_to_return(env, share) if env is not None
         else {"skipped": "adapter not available"}
     )  # fmt: skip
-    row["brax_es"] = brax_es_time_to_return(max(clock.left("solve"), 0.0))
+    row["brax_es"] = brax_es_time_to_return(pipeline, max(clock.left("solve"), 0.0))
     log(json.dumps(row))
     return [row]
 
@@ -604,8 +617,8 @@ def brax_table(rows: list[dict]) -> str:
              "|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for r in rows:
         head = f"| {r['env']} | {r.get('population', '-')} | {r.get('episode_length', '-')} |"
-        if "skipped" in r:
-            lines.append(f"{head} {r['skipped']} | | | |")
+        if "skipped" in r or "error" in r:
+            lines.append(f"{head} {r.get('skipped') or r['error']} | | | |")
             continue
         ratio, verdict = ratio_and_verdict(r["ours"], r["brax_es"], "steps_per_s")
         ours, theirs = fmt_rate(r["ours"], "steps_per_s"), fmt_rate(r["brax_es"], "steps_per_s")
@@ -683,8 +696,12 @@ def measure(args) -> dict:
     device = jax.devices()[0]
     log(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}")
     results = {}
-    runners = {"envs": env_rows, "strategies": strategy_rows, "brax": brax_rows,
-               "solve": solve_rows}  # fmt: skip
+    runners = {
+        "envs": env_rows,
+        "strategies": strategy_rows,
+        "brax": lambda clock, quick: brax_rows(clock, quick, args.brax_pipeline),
+        "solve": lambda clock, quick: solve_rows(clock, quick, args.brax_pipeline),
+    }
     for group in GROUPS:
         results[group] = runners[group](clock, args.quick) if group in args.groups else []
     results["meta"] = {
@@ -696,6 +713,7 @@ def measure(args) -> dict:
         "evosax": "installed" if installed("evosax") else NOT_INSTALLED,
         "brax": "installed" if installed("brax") else NOT_INSTALLED,
         "quick": args.quick,
+        "brax_pipeline": args.brax_pipeline,
         "time_limit_s": args.time_limit,
         "elapsed_s": clock.elapsed(),
         "date": _bench.today(),
@@ -718,8 +736,16 @@ def main() -> None:
         help="seconds for the whole run; the rows left after a group's "
         "share of it are skipped and marked (default %(default)s)",
     )
-    parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS),
-                        help="which groups of rows to run (default: all)")  # fmt: skip
+    parser.add_argument(
+        "--groups",
+        nargs="+",
+        choices=GROUPS,
+        default=list(GROUPS),
+        help="which groups of rows to run (default: all)",
+    )
+    parser.add_argument(
+        "--brax-pipeline", default=BRAX_PIPELINE, help="Brax physics backend of both sides"
+    )
     _bench.add_output_options(parser)
     args = parser.parse_args()
     if args.time_limit <= 0:
