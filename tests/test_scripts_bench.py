@@ -521,3 +521,23 @@ def test_accelerator_time_limit_skips_the_rows_and_says_so(tmp_path):
     rows = json.loads(saved.read_text())["envs"]
     assert [row["skipped"] for row in rows] == ["time limit", "time limit"]
     assert "2 rows were skipped: the time limit of 0 s ran out" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("brax") is None, reason="brax is not installed")
+def test_accelerator_quick_brax_rows_measure_both_sides(tmp_path):
+    """--quick --groups brax (minutes on a CPU: Brax compiles slowly): halfcheetah at
+    population 4 and episode length 10 on the spring pipeline, Brax ES's rate from the
+    epoch after its two compiling ones, ours where the adapter is there."""
+    saved = tmp_path / "accelerator.json"
+    options = ("--groups", "brax", "--brax-pipeline", "spring", "--json", str(saved))
+    proc = run_script("scripts/bench_accelerator.py", "--quick", *options, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(saved.read_text())["brax"]
+    assert (row["env"], row["population"], row["episode_length"]) == ("halfcheetah", 4, 10)
+    assert len(row["brax_es"]["epochs"]) == 3
+    assert row["brax_es"]["steps_per_s"] == row["brax_es"]["epochs"][2] > 0
+    if importlib.util.find_spec("es_toolkit.envs.brax_envs") is None:
+        assert row["ours"] == {"skipped": "adapter not available"}
+    else:
+        assert row["ours"]["steps_per_s"] > 0
