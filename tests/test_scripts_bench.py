@@ -541,3 +541,47 @@ def test_accelerator_quick_brax_rows_measure_both_sides(tmp_path):
         assert row["ours"] == {"skipped": "adapter not available"}
     else:
         assert row["ours"]["steps_per_s"] > 0
+
+
+def test_accelerator_episode_return_masks_the_rewards_after_the_episode_ends():
+    """Pendulum cut to 3 steps, rolled out for 5: the return is the sum of the first 3
+    rewards of a step-by-step Python loop with the same policy and keys."""
+    import dataclasses
+
+    from es_toolkit.envs import make
+
+    env = make("Pendulum-v1")
+    params = dataclasses.replace(env.default_params, max_steps_in_episode=3)
+    sizes = bench_accelerator.mlp_sizes(3, 1)
+    flat = jax.random.normal(jax.random.key(0), (sum(a * b + b for a, b in sizes),))
+
+    class ShortPendulum(type(env)):
+        @property
+        def default_params(self):
+            return params
+
+    short = ShortPendulum()
+    key = jax.random.key(5)
+    got = bench_accelerator.episode_return(short, sizes, 5)(flat, key)
+    obs, state = short.reset(key, params)
+    expected = 0.0
+    for t in range(3):
+        action = bench_accelerator.mlp_policy(flat, obs, sizes)
+        obs, state, reward, *_ = short.step(jax.random.fold_in(key, t), state, action, params)
+        expected += float(reward)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_accelerator_time_to_return_stops_at_the_target_or_the_budget():
+    from es_toolkit.envs import make
+
+    env = make("Pendulum-v1")
+    options = {"population": 4, "episode_length": 5}
+    reached = bench_accelerator.ours_time_to_return(env, 60.0, target=-1e9, **options)
+    assert reached["generations"] == 1
+    assert reached["seconds"] > 0
+    assert -16.3 * 5 <= reached["best"] <= 0.0  # Pendulum's reward range, 5 steps
+    missed = bench_accelerator.ours_time_to_return(env, 0.5, target=1.0, **options)
+    assert missed["seconds"] is None
+    assert missed["generations"] >= 1
+    assert missed["budget_s"] == 0.5
