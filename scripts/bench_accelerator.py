@@ -590,15 +590,22 @@ def fmt_rate(side: dict | None, key: str) -> str:
     return f"{side[key]:,.0f}" if side[key] >= 100 else f"{side[key]:.3g}"
 
 
-def ratio_and_verdict(ours: dict | None, peer: dict | None, key: str) -> tuple[str, str]:
-    """``ours / peer`` and whether it meets the target (at least 1)."""
+NOT_JUDGED = "not judged (CPU quick run)"
+
+
+def ratio_and_verdict(ours: dict | None, peer: dict | None, key: str,
+                      judged: bool = True) -> tuple[str, str]:  # fmt: skip
+    """``ours / peer`` and whether it meets the target (at least 1); a CPU quick run's
+    numbers are not judged."""
     if not ours or not peer or key not in ours or key not in peer:
         return "-", "not measured"
     value = ours[key] / peer[key]
+    if not judged:
+        return f"{value:.2f}x", NOT_JUDGED
     return f"{value:.2f}x", "met" if value >= 1 else "missed"
 
 
-def strategy_table(rows: list[dict]) -> str:
+def strategy_table(rows: list[dict], judged: bool = True) -> str:
     lines = ["| strategy | d | population | generations per block | ours gen/s | "
              "evosax gen/s | ours / evosax | target: at least evosax |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
@@ -607,13 +614,14 @@ def strategy_table(rows: list[dict]) -> str:
         if "skipped" in r or "error" in r:
             lines.append(f"{head} - | {r.get('skipped') or r['error']} | | | |")
             continue
-        ratio, verdict = ratio_and_verdict(r["ours"], r["evosax"], "gen_per_s")
+        ratio, verdict = ratio_and_verdict(r["ours"], r["evosax"], "gen_per_s", judged)
         lines.append(f"{head} {r['generations']} | {fmt_rate(r['ours'], 'gen_per_s')} | "
                      f"{fmt_rate(r['evosax'], 'gen_per_s')} | {ratio} | {verdict} |")  # fmt: skip
     return "\n".join(lines)
 
 
-def env_table(rows: list[dict]) -> str:
+def env_table(rows: list[dict], judged: bool = True) -> str:
+    del judged  # these rows have no target
     lines = ["| environment | parallel envs | steps per scan | env steps per second |",
              "|---|---:|---:|---:|"]  # fmt: skip
     for r in rows:
@@ -622,7 +630,7 @@ def env_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def brax_table(rows: list[dict]) -> str:
+def brax_table(rows: list[dict], judged: bool = True) -> str:
     lines = ["| environment | population | episode length | ours steps/s | Brax ES steps/s | "
              "ours / Brax ES | target: at least Brax ES |",
              "|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
@@ -631,7 +639,7 @@ def brax_table(rows: list[dict]) -> str:
         if "skipped" in r or "error" in r:
             lines.append(f"{head} {r.get('skipped') or r['error']} | | | |")
             continue
-        ratio, verdict = ratio_and_verdict(r["ours"], r["brax_es"], "steps_per_s")
+        ratio, verdict = ratio_and_verdict(r["ours"], r["brax_es"], "steps_per_s", judged)
         ours, theirs = fmt_rate(r["ours"], "steps_per_s"), fmt_rate(r["brax_es"], "steps_per_s")
         lines.append(f"{head} {ours} | {theirs} | {ratio} | {verdict} |")
     return "\n".join(lines)
@@ -647,7 +655,7 @@ def describe_solve(side: dict | None) -> str:
     return f"{side['seconds']:.0f} s (best {side['best']:,.0f})"
 
 
-def solve_table(rows: list[dict]) -> str:
+def solve_table(rows: list[dict], judged: bool = True) -> str:
     lines = ["| environment | population | ours | Brax ES | target: within "
              f"{SOLVE_TARGET_S:.0f} s (ours) |", "|---|---:|---|---|---|"]  # fmt: skip
     for r in rows:
@@ -656,8 +664,9 @@ def solve_table(rows: list[dict]) -> str:
             continue
         ours = r["ours"]
         seconds = ours.get("seconds")
-        verdict = ("met" if seconds is not None and seconds <= SOLVE_TARGET_S
-                   else "not measured" if "skipped" in ours else "missed")  # fmt: skip
+        verdict = ("not measured" if "skipped" in ours else NOT_JUDGED if not judged
+                   else "met" if seconds is not None and seconds <= SOLVE_TARGET_S
+                   else "missed")  # fmt: skip
         lines.append(f"| {r['env']} | {r['population']:,} | {describe_solve(ours)} | "
                      f"{describe_solve(r['brax_es'])} | {verdict} |")  # fmt: skip
     return "\n".join(lines)
@@ -672,10 +681,10 @@ def skipped_note(results: dict) -> str:
             " ran out before them (marked *time limit*).")  # fmt: skip
 
 
-def group_text(text: dict, group: str, rows: list[dict], table, **fields) -> str:
+def group_text(text: dict, group: str, rows: list[dict], table, judged: bool, **fields) -> str:
     """The group's subsection; its heading and a line saying so where it did not run."""
     if rows:
-        return _bench.fill(text[group], table=table(rows), **fields)
+        return _bench.fill(text[group], table=table(rows, judged), **fields)
     return _bench.fill(text[group].splitlines()[0], **fields) + "\n\nNot run (`--groups`)."
 
 
@@ -685,7 +694,8 @@ def render(results: dict) -> str:
     parts = [SECTION_TITLE, "", _bench.fill(text["header"], **{
         key: meta[key] for key in ("device", "platform", "jax", "versions", "date", "command")
     }, elapsed=f"{meta['elapsed_s']:.0f}", skipped=skipped_note(results))]  # fmt: skip
-    if meta["quick"] or meta["platform"] == "cpu":
+    judged = not (meta["quick"] or meta["platform"] == "cpu")
+    if not judged:
         parts += ["", text["cpu"]]
     tables = {"strategies": strategy_table, "envs": env_table, "brax": brax_table,
               "solve": solve_table}  # fmt: skip
@@ -694,7 +704,7 @@ def render(results: dict) -> str:
             "solve": {"target": f"{SOLVE_RETURN:,.0f}"},
             "brax": {"pipeline": meta.get("brax_pipeline", BRAX_PIPELINE)},
         }.get(group, {})
-        parts += ["", group_text(text, group, results[group], tables[group], **fields)]
+        parts += ["", group_text(text, group, results[group], tables[group], judged, **fields)]
     return "\n".join(parts) + "\n"
 
 

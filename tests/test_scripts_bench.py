@@ -470,6 +470,10 @@ def test_accelerator_section_shows_ratios_targets_and_skipped_rows():
         in (section)
     )
     assert "CPU quick run" not in section
+    quick = bench_accelerator.render({**results, "meta": {**meta, "quick": True}})
+    assert "**These numbers are from a CPU quick run**" in quick
+    assert "| 2.00x | not judged (CPU quick run) |" in quick
+    assert "| 120 s (best 3,100) | not reached in 60 s (best 2,500) | not judged" in quick
 
 
 def test_accelerator_quick_runs_on_cpu_and_writes_only_where_told(tmp_path):
