@@ -35,6 +35,8 @@ Usage::
 
     # on a GPU machine: docs/results/accelerator_throughput.json and docs/benchmarks.md
     .venv/bin/python scripts/bench_accelerator.py
+    # then, for the 5-minute halfcheetah target (300 s for each side), keeping the rest:
+    .venv/bin/python scripts/bench_accelerator.py --groups solve --time-limit 600
     # a CPU smoke run, printing the section, writing only where told
     .venv/bin/python scripts/bench_accelerator.py --quick --json /tmp/a.json
     # rewrite the section from saved results, measuring nothing
@@ -672,13 +674,34 @@ def solve_table(rows: list[dict], judged: bool = True) -> str:
     return "\n".join(lines)
 
 
+def with_earlier_groups(results: dict, earlier: dict, groups) -> dict:
+    """``results`` with the groups not run this time (not in ``groups``) taken from
+    ``earlier`` results of the same device and mode, so that a run of some groups (say
+    ``--groups solve`` with a longer limit) keeps the others' rows; ``meta["earlier"]``
+    names them and their date."""
+    meta, before = results["meta"], earlier.get("meta", {})
+    same = all(meta[key] == before.get(key) for key in ("device", "platform", "quick"))
+    kept = [group for group in GROUPS if group not in groups and earlier.get(group)]
+    if not same or not kept:
+        return results
+    merged = {**results, **{group: earlier[group] for group in kept}}
+    merged["meta"] = {**meta, "earlier": {"groups": kept, "date": before.get("date", "?")}}
+    return merged
+
+
 def skipped_note(results: dict) -> str:
     count = sum("skipped" in row and row["skipped"] == "time limit"
                 for group in GROUPS for row in results.get(group, []))  # fmt: skip
-    if not count:
-        return "No row was skipped for time."
-    return (f"{count} rows were skipped: the time limit of {results['meta']['time_limit_s']:.0f} s"
-            " ran out before them (marked *time limit*).")  # fmt: skip
+    note = "No row was skipped for time."
+    if count:
+        note = (f"{count} rows were skipped: the time limit of "
+                f"{results['meta']['time_limit_s']:.0f} s ran out before them (marked *time "
+                "limit*).")  # fmt: skip
+    earlier = results["meta"].get("earlier")
+    if earlier:
+        note += (f" The {', '.join(earlier['groups'])} rows are from an earlier run "
+                 f"({earlier['date']}) on the same device.")  # fmt: skip
+    return note
 
 
 def group_text(text: dict, group: str, rows: list[dict], table, judged: bool, **fields) -> str:
@@ -779,6 +802,8 @@ def main() -> None:
     else:
         results = measure(args)
         json_path = args.json or (None if args.quick else DEFAULT_JSON)
+        if json_path and json_path.exists():
+            results = with_earlier_groups(results, json.loads(json_path.read_text()), args.groups)
         if json_path:
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(results, indent=1))

@@ -589,3 +589,22 @@ def test_accelerator_time_to_return_stops_at_the_target_or_the_budget():
     assert missed["seconds"] is None
     assert missed["generations"] >= 1
     assert missed["budget_s"] == 0.5
+
+
+def test_accelerator_keeps_the_groups_not_run_from_earlier_results_of_the_same_device():
+    meta = {"device": "H100", "platform": "gpu", "quick": False, "date": "today"}
+    earlier = {
+        "meta": {**meta, "date": "yesterday"},
+        "envs": [{"env": "old"}],
+        "strategies": [{"strategy": "old"}],
+        "brax": [],
+        "solve": [{"env": "old"}],
+    }
+    now = {"meta": meta, "envs": [], "strategies": [], "brax": [], "solve": [{"env": "new"}]}
+    merged = bench_accelerator.with_earlier_groups(now, earlier, ["solve"])
+    assert merged["solve"] == [{"env": "new"}]
+    assert merged["envs"] == [{"env": "old"}]
+    assert merged["strategies"] == [{"strategy": "old"}]
+    assert merged["meta"]["earlier"] == {"groups": ["envs", "strategies"], "date": "yesterday"}
+    other_device = {**earlier, "meta": {**earlier["meta"], "device": "A100"}}
+    assert bench_accelerator.with_earlier_groups(now, other_device, ["solve"]) == now
