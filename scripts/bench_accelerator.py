@@ -143,8 +143,8 @@ def sphere(x):
 
 
 def strategy_grid(quick: bool) -> list[tuple[str, int, int]]:
-    """``(strategy, d, population)`` rows, cheapest first (CMA-ES costs d times more per
-    member: its d x d covariance)."""
+    """``(strategy, d, population)`` rows, cheapest first (CMA-ES counted d / 100 times
+    dearer per member: its d x d covariance)."""
     if quick:
         return [(name, 100, 16) for name in STRATEGIES]
     rows = [
@@ -154,24 +154,39 @@ def strategy_grid(quick: bool) -> list[tuple[str, int, int]]:
         for name in STRATEGIES
         if name != "cma_es" or d <= CMA_MAX_D
     ]
-    return sorted(rows, key=lambda r: r[1] * r[2] * (r[1] / 100 if r[0] == "cma_es" else 1))
+    return sorted(rows, key=lambda row: generation_cost(*row))
 
 
-def generations_per_block(d: int, population: int, quick: bool) -> int:
+def generation_cost(name: str, d: int, population: int) -> float:
+    """A rough cost of one generation: d x population, CMA-ES's d / 100 times more (its
+    d x d covariance and eigendecomposition)."""
+    return d * population * (d / 100 if name == "cma_es" else 1)
+
+
+def generations_per_block(name: str, d: int, population: int, quick: bool) -> int:
     """Enough generations per timed block to dwarf the call overhead, few on big rows."""
     if quick:
         return 2
-    return max(2, min(20, int(2e8 // (d * population))))
+    return max(2, min(20, int(2e8 // generation_cost(name, d, population))))
 
 
-def our_strategy(name: str, population: int):
+def our_strategy(name: str, population: int, d: int):
+    """Ours with the settings ``bench_strategies.build_pair`` gives both sides (its
+    hyperparameters for the sphere at the nearest d), CMA-ES with sigma 1."""
+    import bench_strategies
+    import optax
+
     from es_toolkit import strategies
 
+    if name == "cma_es":
+        return strategies.cma_es(population, sigma=1.0)
+    hp = bench_strategies.hyperparameters(name, "sphere", d)
     if name == "open_es":
-        return strategies.open_es(population, sigma=0.1, learning_rate=0.01)
-    if name == "snes":
-        return strategies.snes(population, sigma=1.0)
-    return strategies.cma_es(population, sigma=1.0)
+        return strategies.open_es(population, sigma=hp["sigma"], antithetic=True,
+                                  optimizer=optax.adam(hp["lr"]),
+                                  fitness_shaping="centered_ranks")  # fmt: skip
+    return strategies.snes(population, sigma=hp["sigma"], learning_rate=1.0,
+                           fitness_shaping="nes_utilities")  # fmt: skip
 
 
 def evosax_pair(name: str, population: int, x0):
@@ -220,11 +235,11 @@ def strategy_row(name: str, d: int, population: int, quick: bool) -> dict:
     import bench_strategies
     import jax.numpy as jnp
 
-    generations = generations_per_block(d, population, quick)
+    generations = generations_per_block(name, d, population, quick)
     repeats = 2 if quick else REPEATS
     x0 = jnp.ones(d, jnp.float32)
     row = {"strategy": name, "d": d, "population": population, "generations": generations}
-    run = bench_strategies.ours_run(our_strategy(name, population), sphere, generations,
+    run = bench_strategies.ours_run(our_strategy(name, population, d), sphere, generations,
                                     layout="plain")  # fmt: skip
     row["ours"] = time_run(run, x0, generations, repeats)
     if not installed("evosax"):
