@@ -583,13 +583,20 @@ def solve_rows(clock: Clock, quick: bool, pipeline: str) -> list[dict]:
         return [{**row, "skipped": "brax not installed"}]
     if clock.left("solve") <= 0:
         return [{**row, "skipped": "time limit"}]
-    env = our_brax_env(SOLVE_ENV, pipeline)
-    share = clock.left("solve") / (2 if env is not None else 1)
-    row["ours"] = (
-        ours_time_to_return(env, share) if env is not None
-        else {"skipped": "adapter not available"}
-    )  # fmt: skip
-    row["brax_es"] = brax_es_time_to_return(pipeline, max(clock.left("solve"), 0.0))
+    try:
+        start = time.perf_counter()  # making the env counts: Brax ES's time includes it
+        env = our_brax_env(SOLVE_ENV, pipeline)
+        made_s = time.perf_counter() - start
+        if env is None:
+            row["ours"] = {"skipped": "adapter not available"}
+        else:
+            ours = ours_time_to_return(env, clock.left("solve") / 2)
+            if ours["seconds"] is not None:
+                ours["seconds"] += made_s
+            row["ours"] = {**ours, "env_s": made_s}
+        row["brax_es"] = brax_es_time_to_return(pipeline, max(clock.left("solve"), 0.0))
+    except Exception as error:  # an out-of-memory run must not lose the other rows
+        row["error"] = f"{type(error).__name__}: {str(error)[:200]}"
     log(json.dumps(row))
     return [row]
 
@@ -676,8 +683,9 @@ def solve_table(rows: list[dict], judged: bool = True) -> str:
     lines = ["| environment | population | ours | Brax ES | target: within "
              f"{SOLVE_TARGET_S:.0f} s (ours) |", "|---|---:|---|---|---|"]  # fmt: skip
     for r in rows:
-        if "skipped" in r:
-            lines.append(f"| {r['env']} | {r['population']:,} | {r['skipped']} | | |")
+        if "skipped" in r or "error" in r:
+            why = r.get("skipped") or r["error"]
+            lines.append(f"| {r['env']} | {r['population']:,} | {why} | | |")
             continue
         ours = r["ours"]
         seconds = ours.get("seconds")
