@@ -578,7 +578,7 @@ def brax_es_time_to_return(pipeline: str, budget_s: float) -> dict:
 def solve_rows(clock: Clock, quick: bool, pipeline: str) -> list[dict]:
     row = {"env": SOLVE_ENV, "target_return": SOLVE_RETURN, "population": SOLVE_POPULATION}
     if quick:
-        return [{**row, "skipped": "--quick"}]
+        return [{**row, "skipped": "skipped in --quick"}]
     if not installed("brax"):
         return [{**row, "skipped": "brax not installed"}]
     if clock.left("solve") <= 0:
