@@ -7,6 +7,7 @@ at import time, so importing it first is safe. Compilation dominates this suite'
 semantics (XLA's own graph passes still run).
 """
 
+import gc
 import os
 
 os.environ["XLA_FLAGS"] = " ".join(
@@ -14,6 +15,17 @@ os.environ["XLA_FLAGS"] = " ".join(
 ).strip()
 
 import jax
+import pytest
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_platforms", "cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compilation_caches():
+    """Drops every compiled program after each test module. The suite compiles thousands
+    of programs in one process; kept to the end, they made XLA's compiler crash (a
+    segmentation fault while compiling) late in full runs on a 2-core machine."""
+    yield
+    jax.clear_caches()
+    gc.collect()
